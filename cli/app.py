@@ -30,4 +30,12 @@ def main() -> None:
 
 # Each module adds its commands to `app` (one import line per module); modules keep their imports
 # light: torch loads inside the commands that need it.
-from svg_cli import data, train  # noqa: E402, F401
+from svg_cli import (  # noqa: E402, F401, I001
+    bench,
+    data,
+    data_real,
+    data_smmnist,
+    evaluate,
+    export,
+    train,
+)

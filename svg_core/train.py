@@ -1,8 +1,14 @@
-"""The training loop: linear, resumable and reproducible.
+"""The training loop: linear, resumable, reproducible, and the same on 1 or N processes.
 
-Batch `step` is always made of dataset items step*B .. step*B+B-1, and every dataset item is a
-pure function of (seed, index); the torch RNG (posterior noise) is saved in the checkpoint. So a
-run interrupted and resumed from a checkpoint matches an uninterrupted one.
+Batch `step` is always made of dataset items step*B .. step*B+B-1, every dataset item is a pure
+function of (seed, index) and the posterior noise of a step a pure function of (seed, step). So a
+run interrupted and resumed from a checkpoint matches an uninterrupted one, also when resumed with
+another number of processes (see svg_core.distributed). Only the main process (rank 0) writes
+checkpoints, metrics and samples.
+
+BatchNorm takes its training statistics over the B*T frames a process encodes in one call. Under
+DDP without --sync-bn each process normalises over its own B/N*T frames, so N processes do not
+train exactly the model one process would; with --sync-bn they do (up to float rounding).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -29,46 +36,45 @@ from svg_core.checkpoint import (
 )
 from svg_core.config import RunConfig
 from svg_core.datasets import build_dataset
+from svg_core.distributed import (
+    DistInfo,
+    StepBatches,
+    StepStats,
+    check_batch_split,
+    init_distributed,
+    prepare_model,
+    rank_slice,
+    reduce_step,
+    resolve_device,
+    run_on_main,
+    shutdown_distributed,
+    step_noise,
+    wrap_step,
+)
 from svg_core.errors import SVGError
+from svg_core.faults import StopOnSignal, all_finite
 from svg_core.model import SVG
 from svg_core.sampling import generate
 
 log = logging.getLogger("svg")
 
+__all__ = ["StepBatches", "TrainResult", "read_metrics", "resolve_device", "train", "write_samples"]
+
 
 @dataclass
 class TrainResult:
-    """Where a run ended: its last step and loss terms."""
+    """Where a run ended: its last step and loss terms, and the signal that stopped it (if any)."""
 
     run_dir: Path
     step: int
     loss: float
     mse: float
     kld: float
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
+    exit_code: int = 0  # what `svg train` exits with: 0, or 128 + the signal number
 
 
-class StepBatches:
-    """Batch sampler yielding the item indices of steps start, start+1, ... (never ends)."""
-
-    def __init__(self, start_step: int, batch_size: int):
-        self.start_step, self.batch_size = start_step, batch_size
-
-    def __iter__(self):
-        step = self.start_step
-        while True:
-            yield list(range(step * self.batch_size, (step + 1) * self.batch_size))
-            step += 1
-
-
-def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SVGError("--device cuda was asked for but no CUDA GPU is visible to torch: use --device cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise SVGError(f"unknown device {name!r}: use cpu or cuda")
-    return torch.device(name)
-
-
-def _start(run_dir: Path, cfg: RunConfig, resume: bool, device: torch.device
+def _start(run_dir: Path, cfg: RunConfig, resume: bool, info: DistInfo
            ) -> tuple[SVG, torch.optim.Adam, int, RunConfig]:
     """A fresh model and optimizer, or the ones saved in run_dir when resuming."""
     exists = (run_dir / CHECKPOINT_NAME).exists()
@@ -76,76 +82,130 @@ def _start(run_dir: Path, cfg: RunConfig, resume: bool, device: torch.device
         raise SVGError(f"{run_dir} already holds a checkpoint: pass --resume to continue it or choose a new --out")
     if resume and not exists:
         raise SVGError(f"--resume: no checkpoint in {run_dir} to resume from; drop --resume to start a new run")
-    if not resume:
-        torch.manual_seed(cfg.train.seed)
-        model = SVG(cfg.model).to(device)
-        return model, _adam(model, cfg), 0, cfg
-    ckpt = load_checkpoint(run_dir)
-    if ckpt.config.model != cfg.model:
-        log.info("resuming with the checkpoint's model config; the model options given were ignored")
-    cfg = RunConfig(model=ckpt.config.model, train=cfg.train)
-    model = build_model(ckpt, device)
-    opt = _adam(model, cfg)
-    restore_optimizer(opt, ckpt)
-    torch.set_rng_state(ckpt.rng["torch"])
-    return model, opt, ckpt.step, cfg
-
-
-def _adam(model: SVG, cfg: RunConfig) -> torch.optim.Adam:
+    ckpt = load_checkpoint(run_dir) if resume else None
+    if ckpt is None:
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+        model, step = SVG(cfg.model).to(info.device), 0
+    else:
+        if ckpt.config.model != cfg.model:
+            log.info("resuming with the checkpoint's model config; the model options given were ignored")
+        cfg = RunConfig(model=ckpt.config.model, train=cfg.train)
+        model, step = build_model(ckpt, info.device), ckpt.step
+    model = prepare_model(model, cfg.train, info)
     # One Adam over all parameters equals the authors' five Adams with the same settings.
-    return torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.999))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.999))
+    if ckpt is not None:
+        restore_optimizer(opt, ckpt)
+        torch.set_rng_state(ckpt.rng["torch"])
+    return model, opt, step, cfg
+
+
+def lr_at(step: int, cfg: RunConfig) -> float:
+    """Learning rate of a step: constant, as in the paper (a schedule would go here)."""
+    return cfg.train.lr
+
+
+def _amp(amp: str, device: torch.device) -> tuple[object, torch.amp.GradScaler]:
+    """The autocast context and the gradient scaler (a no-op unless fp16) for --amp."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+    return autocast, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
 def train(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train (or continue training) a model into run_dir until cfg.train.steps."""
+    """Train (or continue training) a model into run_dir until cfg.train.steps.
+
+    Under torchrun each process calls this; the environment says which rank it is.
+    """
+    info = init_distributed(cfg.train.device)
+    try:
+        with StopOnSignal() as stop:
+            return _train(Path(run_dir), cfg, resume, progress and info.is_main_process, info, stop)
+    finally:
+        shutdown_distributed(info)
+
+
+def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: DistInfo,
+           stop: StopOnSignal) -> TrainResult:
     from tqdm.auto import tqdm
 
-    run_dir, tc = Path(run_dir), cfg.train
-    device = resolve_device(tc.device)
-    model, opt, step, cfg = _start(run_dir, cfg, resume, device)
+    tc, device = cfg.train, info.device
+    check_batch_split(tc.batch_size, info)
+    model, opt, step, cfg = _start(run_dir, cfg, resume, info)
+    step_fn = wrap_step(model, tc, info)
     dataset = build_dataset(cfg, split="train")
-    # The loader gets its own generator: drawing its base seed from the global RNG would make a
-    # resumed run's posterior noise differ from an uninterrupted run's.
-    loader = DataLoader(dataset, batch_sampler=StepBatches(step, tc.batch_size), num_workers=tc.num_workers,
-                        persistent_workers=tc.num_workers > 0, generator=torch.Generator().manual_seed(tc.seed))
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if tc.amp == "bf16" else nullcontext())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    loader = DataLoader(dataset, batch_sampler=StepBatches(step, tc.batch_size, info.rank, info.world_size),
+                        num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
+    autocast, scaler = _amp(tc.amp, device)
+    if info.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.info("training on %d process(es), %s, global batch %d", info.world_size, device, tc.batch_size)
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc="train", unit="step")
-    terms, t_last = None, time.perf_counter()
+    terms, saved_step, t_last = None, (step if resume else None), time.perf_counter()
     for batch in loader:
         if step >= tc.steps:
             break
-        x = batch["frames"].to(device, non_blocking=True)  # (B, T, C, H, W)
+        x = batch["frames"].to(device, non_blocking=True)  # (B/N, T, C, H, W): this rank's slice
+        eps = None
+        if cfg.model.has_latent:  # drawn for the global batch, so it does not depend on N
+            eps = rank_slice(step_noise(tc.seed, step, tc.batch_size, tc.seq_len - 1, cfg.model.z_dim), info)
+            eps = eps.to(device, non_blocking=True)  # (B/N, T-1, z_dim)
+        for group in opt.param_groups:  # also overrides the lr saved in a resumed checkpoint
+            group["lr"] = lr_at(step, cfg)
         model.train()
         with autocast:
-            terms = model.training_loss(x, tc.n_past, tc.beta)
-        if not torch.isfinite(terms.loss):
-            raise SVGError(f"loss became {float(terms.loss)} at step {step + 1}: training stopped, the last good "
-                           f"checkpoint in {run_dir} is kept; lower --lr or use --amp none")
+            loss, mse, kld = step_fn(x, eps)
+        terms = reduce_step(info, loss, mse, kld, stop.requested)  # the same on every rank
+        if not math.isfinite(terms.loss):
+            kept = f"the checkpoint of step {saved_step} in {run_dir} is kept" if saved_step is not None \
+                else "no checkpoint was saved yet"
+            raise SVGError(f"loss became {terms.loss} at step {step + 1}: training stopped, {kept}; "
+                           "lower --lr or use --amp none")
         opt.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         step += 1
-        if step % tc.log_every == 0 or step == tc.steps:
+        if info.is_main_process and (step % tc.log_every == 0 or step == tc.steps or terms.stop):
             now = time.perf_counter()
             rate = tc.batch_size * min(tc.log_every, step) / max(now - t_last, 1e-9)
             t_last = now
             _log_metrics(run_dir, step, terms, rate)
-            bar.set_postfix(loss=f"{terms.loss.item():.4f}", mse=f"{terms.mse.item():.4f}",
-                            kl=f"{terms.kld.item():.2f}", seq_s=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{terms.loss:.4f}", mse=f"{terms.mse:.4f}", kl=f"{terms.kld:.2f}", seq_s=f"{rate:.1f}")
         bar.update(1)
-        if step % tc.checkpoint_every == 0 or step == tc.steps:
-            save_checkpoint(run_dir, model, cfg, step, opt)
-        if step % tc.sample_every == 0 or step == tc.steps:
+        if step % tc.checkpoint_every == 0 or step == tc.steps or terms.stop:
+            run_on_main(info, _save, run_dir, model, cfg, step, opt)
+            saved_step = step
+        if info.is_main_process and (step % tc.sample_every == 0 or step == tc.steps):
             write_samples(model, cfg, run_dir / "samples", step)
+        if terms.stop:
+            break
     bar.close()
     if terms is None:
         return TrainResult(run_dir, step, math.nan, math.nan, math.nan)
-    return TrainResult(run_dir, step, terms.loss.item(), terms.mse.item(), terms.kld.item())
+    result = TrainResult(run_dir, step, terms.loss, terms.mse, terms.kld)
+    if terms.stop:  # some rank received SIGINT/SIGTERM (torchrun forwards SIGTERM when it is stopped)
+        signum = stop.signum or signal.SIGTERM
+        result.stopped_by, result.exit_code = signal.Signals(signum).name, 128 + signum
+        if info.is_main_process:
+            log.info("stopped by %s at step %d; checkpoint saved in %s", result.stopped_by, step, run_dir)
+    return result
 
 
-def _log_metrics(run_dir: Path, step: int, terms, rate: float) -> None:
-    record = {"step": step, "loss": terms.loss.item(), "mse": terms.mse.item(), "kld": terms.kld.item(),
+def _save(run_dir: Path, model: SVG, cfg: RunConfig, step: int, opt: torch.optim.Optimizer) -> None:
+    """Save a checkpoint; weights gone non-finite or a failed write keep the previous checkpoint."""
+    if not all_finite(model):
+        raise SVGError(f"weights became non-finite at step {step}: not saved, the previous checkpoint in "
+                       f"{run_dir} is kept; lower --lr or use --amp none")
+    try:
+        save_checkpoint(run_dir, model, cfg, step, opt)
+    except OSError as e:
+        raise SVGError(f"could not save the checkpoint of step {step} in {run_dir} ({e}); the previous "
+                       "checkpoint is intact: free disk space and continue with --resume") from e
+
+
+def _log_metrics(run_dir: Path, step: int, terms: StepStats, rate: float) -> None:
+    record = {"step": step, "loss": terms.loss, "mse": terms.mse, "kld": terms.kld,
               "seq_per_s": round(rate, 2), "time": time.time()}
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")

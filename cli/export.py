@@ -1,0 +1,37 @@
+"""`svg export`: a checkpoint -> a self-describing ONNX bundle (optionally with TensorRT engines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from svg_cli.app import app
+from svg_cli.common import fail_on_error
+
+
+@app.command("export")
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory or checkpoint.safetensors file.")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle directory to write, e.g. bundles/NAME.")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 convolutions inside the graphs (fp32 inputs, "
+                                       "outputs and LSTM state); checked to 1e-2 instead of 1e-4.")] = False,
+    trt: Annotated[bool, typer.Option("--trt", help="Also build TensorRT engines (needs TensorRT and a GPU).")] = False,
+    max_batch: Annotated[int, typer.Option(help="Largest batch (videos x samples) of the TensorRT profiles.")] = 256,
+    opt_batch: Annotated[int, typer.Option(help="Batch the TensorRT engines are tuned for.")] = 100,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+) -> None:
+    """Export a trained model to a bundle directory and verify it against PyTorch."""
+    with fail_on_error():
+        from svg_export.bundle import ExportOptions, export_bundle
+
+        opts = ExportOptions(checkpoint=run, out=out, fp16=fp16, trt=trt, max_batch=max_batch,
+                             opt_batch=opt_batch, force=force)
+        manifest = export_bundle(opts)
+        parity = manifest["parity"]
+        worst = max(e["max_abs_err"] for e in parity["graphs"].values())
+        roll = parity["rollout"]
+        typer.echo(f"wrote {out} ({manifest['model']['kind']}, {manifest['precision']}, "
+                   f"{len(manifest['graphs'])} graphs{', TensorRT engines' if manifest['tensorrt'] else ''}) "
+                   f"in {manifest['export']['seconds']:.1f} s; max abs err vs PyTorch: graphs {worst:.2e}, "
+                   f"rollout {roll['context']} -> {roll['horizon']} {roll['max_abs_err']:.2e}")

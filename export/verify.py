@@ -1,0 +1,100 @@
+"""Self-verification of a bundle: PyTorch and onnxruntime on the same inputs, per graph and over a
+whole rollout run by the torch-free Predictor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from svg_export.cells import Cell
+from svg_runtime.backends import OrtBackend
+from svg_runtime.manifest import GraphIO, ModelSpec
+from svg_runtime.predictor import Predictor
+
+from svg_core import sampling
+from svg_core.model import SVG
+
+BATCH_SIZES = (2, 5)
+ROLLOUT = {"context": 5, "horizon": 20, "n_samples": 3, "batch": 2}
+RULE = ("per graph: max abs err over all outputs and batch sizes <= tolerance * max(1, max |PyTorch output|); "
+        "rollout (random context, fixed eps, onnxruntime Predictor vs svg_core.sampling.generate): frames "
+        "(pixels in [0, 1]) <= tolerance, LP prior mu/logvar <= tolerance * max(1, their max |value|). "
+        "fp16 bundles: tolerance 1e-2 = 2.5 grey levels of 255")
+
+
+def random_inputs(io_: GraphIO, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Inputs in each tensor's natural range: frames in [0, 1], codes in [-1, 1], eps ~ N(0, 1)."""
+    out = []
+    for t in io_.inputs:
+        shape = (batch, *t.shape)
+        if t.name in ("x", "x_prev") or t.name.startswith("skip_"):
+            out.append(torch.rand(shape, generator=gen))
+        elif t.name == "eps" or t.name.endswith(("_h", "_c")):
+            out.append(torch.randn(shape, generator=gen))
+        else:
+            out.append(torch.rand(shape, generator=gen) * 2 - 1)
+    return tuple(out)
+
+
+def example_inputs(io_: GraphIO, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    return random_inputs(io_, batch, torch.Generator().manual_seed(0))
+
+
+def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict[str, float]:
+    """Max abs difference between the PyTorch cell and the ONNX graph over all outputs and batch
+    sizes, and the largest reference magnitude (the scale the tolerance applies to)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(seed)
+    err = scale = 0.0
+    for batch in batch_sizes:
+        inputs = random_inputs(reference.io, batch, gen)
+        with torch.inference_mode():
+            want = reference(*inputs)
+        got = sess.run(None, {n: t.numpy() for n, t in zip(reference.io.input_names, inputs, strict=True)})
+        for w, g in zip(want, got, strict=True):
+            assert g.shape == tuple(w.shape), f"{path.name}: output shape {g.shape} != PyTorch's {tuple(w.shape)}"
+            err = max(err, float(np.abs(w.numpy() - g).max()))
+            scale = max(scale, float(np.abs(w.numpy()).max()))
+    return {"max_abs_err": err, "scale": scale}
+
+
+def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Predictor (onnxruntime) against svg_core.sampling.generate on random context frames with
+    the same eps: max and mean abs difference of the frames, and for LP the max abs difference
+    of the prior's mu and logvar with their scale."""
+    spec = ModelSpec.from_manifest(manifest)
+    rng = np.random.default_rng(seed)
+    b, k, h, n = ROLLOUT["batch"], ROLLOUT["context"], ROLLOUT["horizon"], ROLLOUT["n_samples"]
+    context = rng.random((b, k, *spec.frame_shape), dtype=np.float32)
+    eps = rng.standard_normal((b, n, h, spec.latent_dim), dtype=np.float32)
+    predictor = Predictor(bundle, manifest, OrtBackend(bundle, manifest, spec, threads=1))
+    got = predictor.sample(predictor.observe(context), n_samples=n, horizon=h, eps=eps)
+    want = sampling.generate(model, torch.from_numpy(context), h, n, eps=torch.from_numpy(eps))
+    diff = np.abs(got.frames - want.frames.numpy())
+    out = {**{key: ROLLOUT[key] for key in ("context", "horizon", "n_samples")},
+           "max_abs_err": float(diff.max()), "mean_abs_err": float(diff.mean())}
+    if spec.has_prior:  # mu and logvar are not bounded like pixels: their error scales with them
+        logvar = want.logvar.numpy()
+        out["prior_max_abs_err"] = max(float(np.abs(got.mu - want.mu.numpy()).max()),
+                                       float(np.abs(np.log(got.sigma) * 2 - logvar).max()))
+        out["prior_scale"] = max(float(np.abs(want.mu.numpy()).max()), float(np.abs(logvar).max()))
+    return out
+
+
+def failures(parity: dict[str, Any]) -> list[str]:
+    """Graphs (and the rollout) whose error exceeds tolerance * max(1, output scale)."""
+    tol = parity["tolerance"]
+    bad = [f"{g}: {e['max_abs_err']:.3g} (scale {e['scale']:.3g})" for g, e in parity["graphs"].items()
+           if e["max_abs_err"] > tol * max(1.0, e["scale"])]
+    roll = parity["rollout"]
+    name = f"rollout {roll['context']} -> {roll['horizon']}"
+    if roll["max_abs_err"] > tol:
+        bad.append(f"{name} frames: {roll['max_abs_err']:.3g}")
+    if roll.get("prior_max_abs_err", 0.0) > tol * max(1.0, roll.get("prior_scale", 0.0)):
+        bad.append(f"{name} prior mu/logvar: {roll['prior_max_abs_err']:.3g} (scale {roll['prior_scale']:.3g})")
+    return bad

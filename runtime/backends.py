@@ -1,0 +1,218 @@
+"""Execution backends behind the Predictor: onnxruntime (CPU or CUDA) and TensorRT.
+
+A backend runs a bundle's graphs on host arrays (`run`) and owns the storage of rollout states
+(`Buffers`): the tensors a step rewrites (x_prev and the prior/predictor LSTM states) live in two
+sets allocated once per state and swapped after every step (ping-pong); tensors a step only reads
+(skips, posterior state) live once beside them. `step` runs the fused step graph on one state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from svg_runtime.errors import SVGRuntimeError
+from svg_runtime.manifest import RUNTIME_GRAPHS, GraphIO, ModelSpec, feedback, graph_io
+
+log = logging.getLogger("svg")
+NO_CUDA = ("device='cuda' but onnxruntime has no working CUDA provider (no GPU, or the CPU-only onnxruntime "
+           "package): `pip install svg-video[gpu]` or use device='cpu'")
+
+
+class Buffers:
+    """Backend-side storage of one rollout state of a fixed batch size."""
+
+    def __init__(self, static: dict[str, Any], sets: list[dict[str, Any]], batch: int):
+        self.static = static  # tensors a step only reads
+        self.sets = sets  # [current, next] of the tensors a step rewrites
+        self.parity = 0
+        self.batch = batch
+        self.cache: dict[str, Any] = {}  # backend-specific (bindings, eps buffer, CUDA graphs)
+
+    @property
+    def current(self) -> dict[str, Any]:
+        return self.sets[self.parity]
+
+
+class Backend(Protocol):
+    """What the Predictor's loop needs from an execution engine."""
+
+    name: str
+    device: str
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one graph on host arrays; returns host arrays by output name."""
+
+    def new_buffers(self, tensors: dict[str, np.ndarray]) -> Buffers:
+        """Allocate a state's storage and fill it from host arrays."""
+
+    def write(self, buffers: Buffers, tensors: dict[str, np.ndarray]) -> None:
+        """Overwrite a state's tensors (same batch size) from host arrays."""
+
+    def read(self, buffers: Buffers) -> dict[str, np.ndarray]:
+        """Host copies of a state's tensors."""
+
+    def step(self, buffers: Buffers, eps: np.ndarray | None) -> dict[str, np.ndarray]:
+        """One fused step in place; returns x_next (and mu, logvar for LP) as host arrays that stay
+        valid until the next step on these buffers."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def graph_file(bundle: Path, manifest: dict[str, Any], graph: str, key: str = "file") -> Path:
+    """A graph's file, checked against the manifest's sha256 (a truncated copy fails here)."""
+    entry = manifest["graphs"][graph] if key == "file" else manifest["tensorrt"]["engines"][graph]
+    path = bundle / entry["file"]
+    if not path.is_file():
+        raise SVGRuntimeError(f"bundle {bundle} is missing {entry['file']}: re-export it with `svg export`")
+    if sha256_file(path) != entry["sha256"]:
+        raise SVGRuntimeError(f"{path} is corrupt (its sha256 differs from the manifest's): re-export the bundle")
+    return path
+
+
+def split_state(spec: ModelSpec, tensors: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """(tensors the step only reads, tensors the step rewrites)."""
+    written = {feedback(t.name) for t in graph_io(spec, "step").outputs}
+    static = {k: v for k, v in tensors.items() if k not in written}
+    return static, {k: v for k, v in tensors.items() if k in written}
+
+
+class OrtBackend:
+    """onnxruntime on CPU (plain session.run) or CUDA (IO binding, state kept on the device).
+
+    Sessions use ORT_ENABLE_ALL and sequential execution with `intra_op.allow_spinning = 0`: with
+    spinning on, several sessions in one process fight over the cores (DESIGN.md sec. 4). `threads`
+    sets intra_op_num_threads (None: onnxruntime's default, one per physical core).
+    """
+
+    name = "ort"
+
+    def __init__(self, bundle: Path, manifest: dict[str, Any], spec: ModelSpec, device: str = "cpu",
+                 threads: int | None = None, io_binding: bool | None = None):
+        import onnxruntime as ort
+
+        self.spec, self.device = spec, device
+        self._ort = ort
+        self._device_type, _, index = device.partition(":")
+        self._device_id = int(index or 0)
+        self.io_binding = self._device_type == "cuda" if io_binding is None else io_binding
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        if threads is not None:
+            opts.intra_op_num_threads = threads
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if self._device_type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise SVGRuntimeError(NO_CUDA)
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": self._device_id}))
+        self.sessions = {g: self._session(graph_file(bundle, manifest, g), opts, providers)
+                         for g in RUNTIME_GRAPHS}
+        self.io = {g: graph_io(spec, g) for g in self.sessions}
+
+    def _session(self, path: Path, opts: Any, providers: list[Any]) -> Any:
+        try:
+            sess = self._ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own pybind exception types
+            raise SVGRuntimeError(f"onnxruntime cannot load {path} ({str(e).splitlines()[0]}); "
+                                  "the file is corrupt or was not written by `svg export`") from e
+        if self._device_type == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
+            # onnxruntime-gpu lists CUDA without a GPU and then falls back to the CPU silently
+            raise SVGRuntimeError(NO_CUDA)
+        check_io(path, [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()],
+                 graph_io(self.spec, path.stem))
+        return sess
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = self.io[graph].output_names
+        return dict(zip(names, self.sessions[graph].run(names, feeds), strict=True))
+
+    def _alloc(self, array: np.ndarray) -> Any:
+        if self._device_type == "cpu":  # wraps the array's memory: give it its own copy
+            return self._ort.OrtValue.ortvalue_from_numpy(np.array(array, dtype=np.float32))
+        return self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array, dtype=np.float32),
+                                                      self._device_type, self._device_id)
+
+    def new_buffers(self, tensors: dict[str, np.ndarray]) -> Buffers:
+        static, written = split_state(self.spec, tensors)
+        batch = len(tensors["x_prev"])
+        if not self.io_binding:
+            return Buffers(dict(static), [dict(written)], batch)
+        bufs = Buffers({k: self._alloc(v) for k, v in static.items()},
+                       [{k: self._alloc(v) for k, v in written.items()} for _ in range(2)], batch)
+        self._bind(bufs)
+        return bufs
+
+    def _bind(self, bufs: Buffers) -> None:
+        """Two IO bindings per state: current set -> next set and back; outputs stay in place."""
+        io = self.io["step"]
+        if self.spec.has_latent:
+            bufs.cache["eps"] = self._alloc(np.zeros((bufs.batch, self.spec.z_dim), np.float32))
+        outs = {t.name: self._alloc(np.zeros((bufs.batch, *t.shape), np.float32))
+                for t in io.outputs if feedback(t.name) not in bufs.sets[0]}
+        bufs.cache["outputs"] = outs
+        bindings = []
+        for parity in (0, 1):
+            binding = self.sessions["step"].io_binding()
+            src, dst = bufs.sets[parity], bufs.sets[1 - parity]
+            for name in io.input_names:
+                value = bufs.cache["eps"] if name == "eps" else src.get(name, bufs.static.get(name))
+                binding.bind_ortvalue_input(name, value)
+            for name in io.output_names:
+                binding.bind_ortvalue_output(name, dst[feedback(name)] if feedback(name) in dst else outs[name])
+            bindings.append(binding)
+        bufs.cache["bindings"] = bindings
+
+    def write(self, buffers: Buffers, tensors: dict[str, np.ndarray]) -> None:
+        static, written = split_state(self.spec, tensors)
+        if not self.io_binding:
+            buffers.static, buffers.sets, buffers.parity = dict(static), [dict(written)], 0
+            return
+        for part, values in ((buffers.static, static), (buffers.current, written)):
+            for k, v in values.items():
+                part[k].update_inplace(np.ascontiguousarray(v, dtype=np.float32))
+
+    def read(self, buffers: Buffers) -> dict[str, np.ndarray]:
+        tensors = {**buffers.static, **buffers.current}
+        if not self.io_binding:
+            return {k: v.copy() for k, v in tensors.items()}
+        return {k: np.array(v.numpy(), copy=True) for k, v in tensors.items()}
+
+    def step(self, buffers: Buffers, eps: np.ndarray | None) -> dict[str, np.ndarray]:
+        if not self.io_binding:
+            current = buffers.current
+            feeds = {n: current[n] if n in current else buffers.static[n] for n in self.io["step"].input_names
+                     if n != "eps"}
+            if eps is not None:
+                feeds["eps"] = eps
+            outs = self.run("step", feeds)
+            for name, value in outs.items():
+                if feedback(name) in current:
+                    current[feedback(name)] = value
+            return outs
+        if eps is not None:
+            buffers.cache["eps"].update_inplace(eps)
+        self.sessions["step"].run_with_iobinding(buffers.cache["bindings"][buffers.parity])
+        buffers.parity ^= 1
+        outs = {"x_next": buffers.current["x_prev"].numpy()}
+        outs.update({k: v.numpy() for k, v in buffers.cache["outputs"].items()})
+        return outs
+
+
+def check_io(path: Path, inputs: list[str], outputs: list[str], expected: GraphIO) -> None:
+    """Fail fast when a graph's tensors differ from the naming scheme this runtime uses."""
+    if inputs != expected.input_names or outputs != expected.output_names:
+        raise SVGRuntimeError(f"{path} has inputs {inputs} and outputs {outputs}, but this runtime expects "
+                              f"{expected.input_names} -> {expected.output_names}: re-export the bundle "
+                              "with this version of svg-video")

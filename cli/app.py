@@ -37,5 +37,6 @@ from svg_cli import (  # noqa: E402, F401, I001
     data_smmnist,
     evaluate,
     export,
+    rollout,
     train,
 )

@@ -22,11 +22,12 @@ import torch
 from svg_export import verify
 from svg_export.cells import Cell, export_model, model_spec
 from svg_export.onnx_export import MAX_OPSET, export_cell
+from svg_runtime.atomic import atomic_write_text
 from svg_runtime.backends import sha256_file
 from svg_runtime.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, ModelSpec, validate_manifest
 from svg_runtime.version import __version__
 
-from svg_core.checkpoint import atomic_write_text, build_model, load_checkpoint, resolve
+from svg_core.checkpoint import build_model, load_checkpoint, resolve
 from svg_core.errors import SVGError
 from svg_core.model import SVG
 

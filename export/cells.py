@@ -122,7 +122,7 @@ def _state(n: Named, x_prev: torch.Tensor | None) -> sampling.State:
 
 
 def _condition(model: SVG, n: Named) -> Named:
-    state = sampling._condition(model, _state(n, None), n["h_prev"], n.get("h_next", n["h_prev"]))
+    state = sampling.condition(model, _state(n, None), n["h_prev"], n.get("h_next", n["h_prev"]))
     return {**_lstm_out("posterior", state.posterior), **_lstm_out("prior", state.prior),
             **_lstm_out("predictor", state.predictor)}
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from svg_runtime.atomic import atomic_path, atomic_write_text
 
 from svg_core.config import RunConfig
 from svg_core.errors import SVGError
@@ -37,15 +37,15 @@ class Checkpoint:
 
 
 def resolve(path: str | os.PathLike) -> Path:
-    """A run directory or a checkpoint file -> the checkpoint file."""
+    """A run directory (existing or not) or a .safetensors checkpoint file -> the checkpoint file."""
     p = Path(path)
-    return p / CHECKPOINT_NAME if p.is_dir() else p
+    return p if p.suffix == ".safetensors" and not p.is_dir() else p / CHECKPOINT_NAME
 
 
 def save_checkpoint(path: str | os.PathLike, model: SVG, config: RunConfig, step: int,
                     optimizer: torch.optim.Optimizer | None = None) -> Path:
     """Write the checkpoint atomically; returns its path."""
-    path = resolve(path) if Path(path).suffix != ".safetensors" else Path(path)
+    path = resolve(path)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     groups: list[dict] = []
     if optimizer is not None:
@@ -56,31 +56,10 @@ def save_checkpoint(path: str | os.PathLike, model: SVG, config: RunConfig, step
         groups = state["param_groups"]
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"format": FORMAT, "config": config.to_json(), "step": str(step), "optimizer_groups": json.dumps(groups)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     atomic_write_text(path.parent / "config.json", config.to_json())
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file so that readers see the old or the new content, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: no temporary file left behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

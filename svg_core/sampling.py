@@ -82,7 +82,7 @@ def _zero_lstm(module, batch: int, like: torch.Tensor) -> LSTMState | None:
     return None if module is None else module.zero_state(batch, like.device, like.dtype)
 
 
-def _condition(model: SVG, state: State, h_prev: torch.Tensor, h_next: torch.Tensor) -> State:
+def condition(model: SVG, state: State, h_prev: torch.Tensor, h_next: torch.Tensor) -> State:
     """Step posterior (mean), prior and predictor on one observed transition."""
     inp, post, prior = h_prev, state.posterior, state.prior
     if model.posterior is not None:
@@ -103,7 +103,7 @@ def observe(model: SVG, context: torch.Tensor) -> State:
                   predictor=_zero_lstm(model.predictor, b, h_all),
                   posterior=_zero_lstm(model.posterior, b, h_all), prior=_zero_lstm(model.prior, b, h_all))
     for t in range(1, k):
-        state = _condition(model, state, h_all[:, t - 1], h_all[:, t])
+        state = condition(model, state, h_all[:, t - 1], h_all[:, t])
     return state
 
 
@@ -111,7 +111,7 @@ def observe_step(model: SVG, state: State, x_next: torch.Tensor) -> State:
     """Condition an existing state on one more real frame x_next (B, C, H, W)."""
     h, skips = model.encoder(torch.cat([state.x_prev, x_next]))
     b = state.batch
-    state = _condition(model, state, h[:b], h[b:])
+    state = condition(model, state, h[:b], h[b:])
     return replace(state, x_prev=x_next, skips=[s[b:] for s in skips])
 
 

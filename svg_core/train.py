@@ -23,7 +23,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -35,6 +34,7 @@ from svg_core.checkpoint import (
     save_checkpoint,
 )
 from svg_core.config import RunConfig
+from svg_core.curves import plot_training_curves, read_metrics
 from svg_core.datasets import build_dataset
 from svg_core.distributed import (
     DistInfo,
@@ -58,7 +58,7 @@ from svg_core.sampling import generate
 
 log = logging.getLogger("svg")
 
-__all__ = ["StepBatches", "TrainResult", "read_metrics", "resolve_device", "train", "write_samples"]
+__all__ = ["StepBatches", "TrainResult", "read_metrics", "plot_training_curves", "resolve_device", "train", "write_samples"]
 
 
 @dataclass
@@ -178,6 +178,7 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
             saved_step = step
         if info.is_main_process and (step % tc.sample_every == 0 or step == tc.steps):
             write_samples(model, cfg, run_dir / "samples", step)
+            plot_training_curves(run_dir)
         if terms.stop:
             break
     bar.close()
@@ -214,7 +215,7 @@ def _log_metrics(run_dir: Path, step: int, terms: StepStats, rate: float) -> Non
 def write_samples(model: SVG, cfg: RunConfig, out_dir: Path, step: int, n_videos: int = 4,
                   n_samples: int = 3) -> Path:
     """GIF and PNG grid: per row one held-out video, columns ground truth | samples."""
-    from svg_runtime.media import save_image, save_video, time_strip, video_grid
+    from svg_runtime.media import save_image, save_video, time_grid, video_grid
 
     tc = cfg.train
     data = build_dataset(cfg, split="sample")
@@ -227,12 +228,6 @@ def write_samples(model: SVG, cfg: RunConfig, out_dir: Path, step: int, n_videos
     videos = torch.cat([x[:, None], samples], dim=1).float().cpu().numpy()
     grid = video_grid(videos, marked=tc.n_past)
     save_video(out_dir / f"step_{step:07d}.gif", grid)
-    save_image(out_dir / f"step_{step:07d}.png", time_strip(grid))
+    save_image(out_dir / f"step_{step:07d}.png", time_grid(videos, marked=tc.n_past))
     save_video(out_dir / "latest.gif", grid)
     return out_dir / f"step_{step:07d}.gif"
-
-
-def read_metrics(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    """metrics.jsonl as arrays per key."""
-    rows = [json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {k: np.array([r[k] for r in rows]) for k in rows[0]} if rows else {}

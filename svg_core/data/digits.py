@@ -22,13 +22,13 @@ import gzip
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from svg_runtime.atomic import atomic_write_bytes
 
 from svg_core.errors import SVGError
 
@@ -211,14 +211,7 @@ def _download_one(name: str, md5: str, target: Path, timeout: float) -> None:
         if _md5(data) != md5:
             errors.append(f"{url}: md5 mismatch")
             continue
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_bytes(target, data)
         log.info("downloaded %s to %s", url, target)
         return
     raise SVGError(f"could not download {name} ({'; '.join(errors)}). Without network: "

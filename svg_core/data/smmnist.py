@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import weakref
 import zipfile
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from svg_runtime.atomic import atomic_path
 
 from svg_core.errors import SVGError
 
@@ -292,14 +292,8 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     for key, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise SVGError(f"array {key!r} has dtype object, which cannot be saved without pickle")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 

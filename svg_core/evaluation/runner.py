@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from svg_runtime.atomic import atomic_write_text
 
-from svg_core.checkpoint import atomic_write_text
 from svg_core.data.smmnist import SMMNISTConfig, config_of, load_npz, make_test_set, save_npz
 from svg_core.errors import SVGError
 from svg_core.evaluation import figures

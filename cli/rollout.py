@@ -1,0 +1,51 @@
+"""`svg rollout`: sample futures of a context video with an exported bundle (no torch needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from svg_cli.app import app
+from svg_cli.common import fail_on_error
+
+
+@app.command()
+def rollout(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory written by `svg export`.")],
+    context: Annotated[Path, typer.Option("--context", help="Context frames: .npz (key 'frames' or its only "
+                                          "array), .npy, .gif, .mp4 or a folder of PNGs. Arrays: (T, H, W), "
+                                          "(T, C, H, W), (T, H, W, C), or a batch (B, T, C, H, W) / "
+                                          "(B, T, H, W, C); uint8 0..255 or float in [0, 1].")],
+    out: Annotated[Path, typer.Option("--out", help="OUT.gif or OUT.mp4 (grid of samples), OUT.npz (frames, "
+                                      "mu, sigma, eps, context, seed), or a directory (rollout.gif and "
+                                      "rollout.npz).")],
+    samples: Annotated[int, typer.Option("--samples", help="Futures to sample per video.")] = 10,
+    horizon: Annotated[int, typer.Option("--horizon", help="Frames to predict per future.")] = 10,
+    seed: Annotated[int | None, typer.Option(help="Seed of the noise (default: a fresh one, printed).")] = None,
+    backend: Annotated[str, typer.Option(help="auto, ort (onnxruntime) or trt (TensorRT).")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    cond: Annotated[int | None, typer.Option("--cond", help="Condition on the first K context frames (default: "
+                                             "all); later frames appear as ground truth in the grid.")] = None,
+    fps: Annotated[float, typer.Option(help="Frames per second of the GIF/MP4.")] = 4.0,
+    show: Annotated[int, typer.Option(help="Samples shown in the GIF/MP4 grid (the NPZ holds all).")] = 8,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime threads (default: one per core).")] = None,
+) -> None:
+    """Sample futures of a context video with an exported bundle; write a GIF/MP4 grid and/or an NPZ.
+
+    Frames must already have the model's size; RGB frames whose channels agree are read as gray.
+
+    Grid rows are videos; columns: the given video (if it has frames past --cond), then samples.
+
+    Conditioning frames are framed in green. Needs no torch.
+    """
+    with fail_on_error():
+        from svg_runtime.rollout import RolloutOptions, run_rollout
+
+        opts = RolloutOptions(bundle=bundle, context=context, out=out, n_samples=samples, horizon=horizon, seed=seed,
+                              backend=backend, device=device, n_cond=cond, fps=fps, n_show=show, threads=threads)
+        report = run_rollout(opts)
+        typer.echo(f"context {report.context}; conditioning on {report.n_cond} frame(s)")
+        typer.echo(f"sampled {samples} x {horizon} frames in {report.seconds:.2f} s ({report.ms_per_step:.1f} ms "
+                   f"per step, {report.kind} model, {report.backend}, {device}), seed {report.seed}")
+        typer.echo(f"wrote {', '.join(str(p) for p in report.written)}")

@@ -25,10 +25,18 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	@echo "== training a small SVG-LP on 1-digit Stochastic Moving MNIST (offline digits, CPU) =="
+	@echo "== 1/4 train a small SVG-LP on 1-digit Stochastic Moving MNIST (offline digits, CPU, a few minutes) =="
 	$(BIN)/svg train --preset smmnist-small --num-digits 1 --steps $(DEMO_STEPS) --sample-every 200 \
 		--checkpoint-every 200 --out $(DEMO_RUN) $(if $(wildcard $(DEMO_RUN)/checkpoint.safetensors),--resume,)
-	@echo "== samples: $(DEMO_RUN)/samples/latest.gif =="
+	@echo "== 2/4 export it to ONNX (verified against PyTorch) =="
+	$(BIN)/svg export $(DEMO_RUN) --out $(DEMO_RUN)/bundle --force
+	@echo "== 3/4 roll out 8 futures of held-out test videos with the torch-free runtime =="
+	$(BIN)/svg data smmnist --num-digits 1 --count 32 --length 25 --seed 42 --out $(DEMO_RUN)/test.npz
+	$(BIN)/svg rollout $(DEMO_RUN)/bundle --context $(DEMO_RUN)/test.npz --cond 5 --samples 8 --horizon 20 \
+		--seed 0 --out $(DEMO_RUN)/rollout.gif
+	@echo "== 4/4 evaluate: best of 20 samples against the copy-last-frame and all-black baselines =="
+	$(BIN)/svg eval $(DEMO_RUN) --data $(DEMO_RUN)/test.npz --samples 20 --out $(DEMO_RUN)/eval
+	@echo "== done: $(DEMO_RUN)/samples/latest.gif, $(DEMO_RUN)/rollout.gif, $(DEMO_RUN)/eval/curves.png =="
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q --benchmark-only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,9 @@ def export(
     """Export a trained model to a bundle directory and verify it against PyTorch."""
     with fail_on_error():
         from svg_export.bundle import ExportOptions, export_bundle
+
+        # torch.onnx warns once per graph that torchvision's ops are not registered: we use none.
+        logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
         opts = ExportOptions(checkpoint=run, out=out, fp16=fp16, trt=trt, max_batch=max_batch,
                              opt_batch=opt_batch, force=force)

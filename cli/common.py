@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 import typer
+
 from svg_runtime.errors import SVGError
 
 

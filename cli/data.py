@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+
 from svg_cli.app import app
 
 data_app = typer.Typer(no_args_is_help=True, help="Build fixed test sets and convert real datasets.")

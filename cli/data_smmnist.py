@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from svg_cli.common import fail_on_error
 from svg_cli.data import data_app
 

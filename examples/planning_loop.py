@@ -23,6 +23,7 @@ import json
 import time
 
 import numpy as np
+
 from svg_runtime import Predictor
 from svg_runtime.context import conform_frames, load_context
 

@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from svg_core.checkpoint import build_model, load_checkpoint, resolve
+from svg_core.errors import SVGError
+from svg_core.model import SVG
 from svg_export import verify
 from svg_export.cells import Cell, export_model, model_spec
 from svg_export.onnx_export import MAX_OPSET, export_cell
@@ -26,10 +30,6 @@ from svg_runtime.atomic import atomic_write_text
 from svg_runtime.backends import sha256_file
 from svg_runtime.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, ModelSpec, validate_manifest
 from svg_runtime.version import __version__
-
-from svg_core.checkpoint import build_model, load_checkpoint, resolve
-from svg_core.errors import SVGError
-from svg_core.model import SVG
 
 log = logging.getLogger("svg")
 # fp32 graphs must match PyTorch to float rounding. fp16 convolutions carry ~1e-3 relative error

@@ -12,12 +12,12 @@ import copy
 from collections.abc import Callable
 
 import torch
-from svg_runtime.manifest import GraphIO, ModelSpec, graph_io, skip_name, state_name
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from svg_core import sampling
 from svg_core.model import SVG
+from svg_runtime.manifest import GraphIO, ModelSpec, graph_io, skip_name, state_name
 
 Named = dict[str, torch.Tensor]
 

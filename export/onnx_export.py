@@ -11,10 +11,10 @@ from pathlib import Path
 
 import onnx
 import torch
-from svg_export.cells import Cell
-from svg_runtime.manifest import BATCH_AXIS, GraphIO
 
 from svg_core.errors import SVGError
+from svg_export.cells import Cell
+from svg_runtime.manifest import BATCH_AXIS, GraphIO
 
 log = logging.getLogger("svg")
 MAX_OPSET = 20  # TensorRT 10's ONNX parser

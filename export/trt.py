@@ -12,11 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from svg_core.errors import SVGError
 from svg_runtime.backends import sha256_file
 from svg_runtime.manifest import RUNTIME_GRAPHS, GraphIO, ModelSpec, graph_io
 from svg_runtime.trt_backend import gpu_name, import_tensorrt
-
-from svg_core.errors import SVGError
 
 log = logging.getLogger("svg")
 TIMING_CACHE = "timing.cache"

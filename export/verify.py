@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
+
+from svg_core import sampling
+from svg_core.model import SVG
 from svg_export.cells import Cell
 from svg_runtime.backends import OrtBackend
 from svg_runtime.manifest import GraphIO, ModelSpec
 from svg_runtime.predictor import Predictor
-
-from svg_core import sampling
-from svg_core.model import SVG
 
 BATCH_SIZES = (2, 5)
 ROLLOUT = {"context": 5, "horizon": 20, "n_samples": 3, "batch": 2}

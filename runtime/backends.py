@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
 from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.manifest import RUNTIME_GRAPHS, GraphIO, ModelSpec, feedback, graph_io
 

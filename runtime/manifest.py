@@ -24,8 +24,22 @@ GRAPHS = ("encoder", "posterior", "prior", "predictor", "decoder", "condition", 
 RUNTIME_GRAPHS = ("encoder", "condition", "step")  # what the Predictor loads
 
 
+class ModelKind:
+    """What a model kind implies (lp: learned prior, fp: fixed N(0, I) prior, det: no latent)."""
+
+    kind: str
+
+    @property
+    def has_latent(self) -> bool:
+        return self.kind != "det"
+
+    @property
+    def has_prior(self) -> bool:
+        return self.kind == "lp"
+
+
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(ModelKind):
     """What the runtime needs to know about the model: the manifest's `model` and `skips`."""
 
     kind: str
@@ -47,14 +61,6 @@ class ModelSpec:
                    z_dim=m["z_dim"], rnn_size=m["rnn_size"], posterior_layers=m["posterior_layers"],
                    prior_layers=m["prior_layers"], predictor_layers=m["predictor_layers"],
                    last_frame_skip=m["last_frame_skip"], skips=tuple(tuple(s) for s in manifest["skips"]))
-
-    @property
-    def has_latent(self) -> bool:
-        return self.kind != "det"
-
-    @property
-    def has_prior(self) -> bool:
-        return self.kind == "lp"
 
     @property
     def latent_dim(self) -> int:

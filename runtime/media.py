@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from svg_runtime.atomic import atomic_path
 from svg_runtime.errors import SVGRuntimeError
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from svg_runtime.backends import Backend, Buffers, OrtBackend
 from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.manifest import ModelSpec, feedback, graph_io, read_manifest, state_specs

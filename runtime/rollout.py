@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from svg_runtime.context import conform_frames, load_context
 from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.media import save_arrays, save_video, video_grid

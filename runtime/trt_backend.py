@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from svg_runtime.backends import Buffers, check_io, graph_file, split_state
 from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.manifest import RUNTIME_GRAPHS, ModelSpec, feedback, graph_io

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from svg_runtime.atomic import atomic_path, atomic_write_text
 
 from svg_core.config import RunConfig
 from svg_core.errors import SVGError
 from svg_core.model import SVG
+from svg_runtime.atomic import atomic_path, atomic_write_text
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 FORMAT = "svg-video-checkpoint/1"

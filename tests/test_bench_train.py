@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from svg_cli.app import app
 from typer.testing import CliRunner
 
+from svg_cli.app import app
 from svg_core.bench_train import per_frame_loss
 from svg_core.config import ModelConfig
 from svg_core.model import SVG

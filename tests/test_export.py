@@ -11,6 +11,9 @@ import onnxruntime as ort
 import pytest
 import torch
 from bundle_fixtures import MODELS, get_bundle, make_run
+from typer.testing import CliRunner
+
+from svg_core.errors import SVGError
 from svg_export import bundle as bundle_mod
 from svg_export.bundle import ExportOptions, export_bundle
 from svg_export.cells import Cell, export_model
@@ -18,9 +21,6 @@ from svg_export.onnx_export import FORBIDDEN_OPS, graph_violations
 from svg_runtime import Predictor
 from svg_runtime.backends import sha256_file
 from svg_runtime.manifest import BATCH_AXIS, ModelSpec, graph_io
-from typer.testing import CliRunner
-
-from svg_core.errors import SVGError
 
 
 @pytest.fixture(scope="module", params=list(MODELS))

@@ -14,22 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import tiny_run
 
 import svg_core.checkpoint as checkpoint
 from svg_core.checkpoint import load_checkpoint, save_checkpoint
-from svg_core.config import ModelConfig, RunConfig, TrainConfig, with_overrides
+from svg_core.config import with_overrides
 from svg_core.errors import SVGError
 from svg_core.model import SVG
 from svg_core.train import read_metrics, train
 
 torch.set_num_threads(1)
-
-
-def tiny_run(**train_kw) -> RunConfig:
-    model = ModelConfig(width=4, g_dim=16, z_dim=3, rnn_size=16)
-    kw = dict(batch_size=2, n_past=2, n_future=2, steps=2, checkpoint_every=1000, sample_every=1000,
-              num_digits=1, log_every=1, seed=3)
-    return RunConfig(model=model, train=TrainConfig(**{**kw, **train_kw}))
 
 
 def no_temp_files(run_dir: Path) -> bool:

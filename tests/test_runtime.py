@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 from bundle_fixtures import MODELS, get_bundle
-from svg_runtime import Predictor, SVGRuntimeError
-from svg_runtime.manifest import MANIFEST_NAME
 
 from svg_core import sampling
+from svg_runtime import Predictor, SVGRuntimeError
+from svg_runtime.manifest import MANIFEST_NAME
 
 ATOL = 1e-4
 

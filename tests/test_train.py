@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import tiny_run as shared_tiny_run
 from typer.testing import CliRunner
 
 from svg_core.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
-from svg_core.config import ModelConfig, RunConfig, TrainConfig, with_overrides
+from svg_core.config import RunConfig, with_overrides
 from svg_core.errors import SVGError
 from svg_core.model import SVG
 from svg_core.train import read_metrics, train
@@ -18,10 +19,7 @@ torch.set_num_threads(1)
 
 
 def tiny_run(**train_kw) -> RunConfig:
-    model = ModelConfig(width=4, g_dim=16, z_dim=3, rnn_size=16)
-    kw = dict(batch_size=2, n_past=2, n_future=2, steps=4, checkpoint_every=2, sample_every=1000,
-              num_digits=1, log_every=1, seed=3)
-    return RunConfig(model=model, train=TrainConfig(**{**kw, **train_kw}))
+    return shared_tiny_run(**{"steps": 4, "checkpoint_every": 2, **train_kw})
 
 
 def test_checkpoint_round_trip_is_bit_exact(tmp_path: Path) -> None:

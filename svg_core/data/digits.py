@@ -28,9 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from svg_runtime.atomic import atomic_write_bytes
 
 from svg_core.errors import SVGError
+from svg_runtime.atomic import atomic_write_bytes
 
 log = logging.getLogger("svg")
 

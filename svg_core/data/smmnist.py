@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from svg_runtime.atomic import atomic_path
 
 from svg_core.errors import SVGError
+from svg_runtime.atomic import atomic_path
 
 VELOCITY_KINDS = ("uniform", "nonuniform")
 CHANNEL_CHOICES = (1, 3)

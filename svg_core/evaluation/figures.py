@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from svg_runtime.atomic import atomic_path
 
 METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)"}

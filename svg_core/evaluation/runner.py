@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from svg_runtime.atomic import atomic_write_text
 
 from svg_core.data.smmnist import SMMNISTConfig, config_of, load_npz, make_test_set, save_npz
 from svg_core.errors import SVGError
 from svg_core.evaluation import figures
 from svg_core.evaluation.protocol import EvalOptions, EvalOutput, evaluate
 from svg_core.evaluation.samplers import load_sampler
+from svg_runtime.atomic import atomic_write_text
 
 log = logging.getLogger("svg")
 

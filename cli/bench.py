@@ -15,30 +15,53 @@ from svg_runtime.errors import SVGError
 
 @app.command()
 def bench(
-    bundle: Annotated[Path | None, typer.Argument(help="Exported bundle directory to benchmark (inference).")] = None,
+    bundles: Annotated[list[Path] | None, typer.Argument(help="Exported bundle directory (or several, e.g. an fp32 "
+                                                          "and an --int8 export of one model) to benchmark.")] = None,
     train: Annotated[bool, typer.Option("--train", help="Benchmark the training step: the batched encoder/decoder "
                                         "step against a per-frame loop like the authors' code.")] = False,
     batch_size: Annotated[int, typer.Option(help="Sequences per training step.")] = 16,
     width: Annotated[list[int] | None, typer.Option(help="DCGAN-64 base width; repeat for several "
                                                     "(default: 64, the paper's, and 16).")] = None,
-    steps: Annotated[int, typer.Option(help="Timed training steps per variant (the median is reported).")] = 3,
+    steps: Annotated[int | None, typer.Option(help="Timed steps per variant (training, default 3) or per backend "
+                                              "and batch size (inference, default 20); the median is reported.")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 1,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+    batch: Annotated[str, typer.Option(help="Inference: comma-separated batch sizes (videos x samples).")] = "1,16,100",
+    checkpoint: Annotated[Path | None, typer.Option(help="Inference: the PyTorch checkpoint to compare with "
+                                                    "(default: the one recorded in the bundle's manifest).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference: torch and onnxruntime threads (default: theirs).")] = None,
 ) -> None:
-    """Benchmark training (--train) or inference of an exported BUNDLE."""
+    """Benchmark training (--train) or inference of exported BUNDLES against PyTorch eager."""
     with fail_on_error():
         if train:
-            _bench_train(tuple(width or (64, 16)), batch_size, steps, warmup, device, json_out)
-        elif bundle is not None:
-            try:
-                from svg_core.bench_infer import run_bench
-            except ImportError as e:
-                raise SVGError("inference benchmark not available yet in this version: "
-                               "use `svg bench --train` for the training step") from e
-            run_bench(bundle)
+            _bench_train(tuple(width or (64, 16)), batch_size, steps or 3, warmup, device, json_out)
+        elif bundles:
+            _bench_infer(bundles, batch, steps or 20, checkpoint, threads, json_out)
         else:
             raise SVGError("nothing to benchmark: give an exported BUNDLE directory, or --train")
+
+
+def _bench_infer(bundles: list[Path], batch: str, steps: int, checkpoint: Path | None, threads: int | None,
+                 json_out: Path | None) -> None:
+    from svg_core.bench_infer import InferBenchOptions, format_summary, format_table, run_bench
+    from svg_core.checkpoint import atomic_write_text
+
+    try:
+        batches = tuple(int(b) for b in batch.split(","))
+    except ValueError as e:
+        raise SVGError(f"--batch takes comma-separated integers like 1,16,100, got {batch!r}") from e
+    opts = InferBenchOptions(bundles=tuple(bundles), batches=batches, steps=steps, checkpoint=checkpoint,
+                             threads=threads)
+    typer.echo(f"SVG sampling step (encode, prior, predictor, decode), median of {steps} steps per backend "
+               "and batch size; backends take turns")
+    report = run_bench(opts)
+    typer.echo(format_summary(report))
+    typer.echo(format_table(report))
+    for skip in report.skipped:
+        typer.echo(f"skipped {skip['backend']}: {skip['reason']}")
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(report.to_json(), indent=2) + "\n")
 
 
 def _bench_train(widths: tuple[int, ...], batch_size: int, steps: int, warmup: int, device: str,

@@ -44,6 +44,8 @@ class ExportOptions:
     checkpoint: Path  # a run directory or its checkpoint.safetensors
     out: Path
     fp16: bool = False
+    int8: bool = False  # int8 convolutions for onnxruntime on the CPU (svg_export.quantize)
+    calibration: Path | None = None  # .npy of frames (N, T, C, H, W) to calibrate --int8 on
     trt: bool = False
     max_batch: int = 256
     opt_batch: int = 100
@@ -56,6 +58,11 @@ class ExportOptions:
         if not 17 <= self.opset <= MAX_OPSET:
             raise SVGError(f"opset must be in 17..{MAX_OPSET} (TensorRT 10 reads at most {MAX_OPSET}), "
                            f"got {self.opset}")
+        if self.int8 and (self.fp16 or self.trt):
+            raise SVGError("--int8 makes a bundle for onnxruntime on the CPU: it does not combine with --fp16 "
+                           "or --trt (export a separate fp32/fp16 bundle for TensorRT)")
+        if self.calibration is not None and not self.int8:
+            raise SVGError("--calibration only applies to --int8 exports")
 
     @property
     def precision(self) -> str:
@@ -76,11 +83,20 @@ def export_bundle(opts: ExportOptions) -> dict[str, Any]:
     ckpt_path = resolve(opts.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     model = build_model(ckpt).eval()
+    frames = None
+    if opts.int8:  # checked before any work
+        from svg_export.quantize import load_calibration, split_frames
+
+        frames = split_frames(load_calibration(opts.calibration), model_spec(model))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
         manifest = _build(model, opts, staging, ckpt_path, ckpt.step)
         manifest["train"] = dataclasses.asdict(ckpt.config.train)  # n_past etc. for evaluation tools
+        if opts.int8:
+            from svg_export.quantize import quantize_bundle
+
+            quantize_bundle(model, staging, manifest, opts.opset, frames, user_frames=opts.calibration is not None)
         if trt_info is not None:
             from svg_export.trt import build_engines
 

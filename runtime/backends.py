@@ -19,6 +19,12 @@ from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.manifest import RUNTIME_GRAPHS, GraphIO, ModelSpec, feedback, graph_io
 
 log = logging.getLogger("svg")
+# The step graph runs back to back in a rollout: its worker threads spin between runs (for at most
+# this long) instead of sleeping, which saves the wake-up at each of its ~100 kernels: -10% per step
+# at batch 1 and at batch 100 on a 2-core CPU. The other graphs alternate with each other, where
+# spinning threads of one session would steal the cores of the next (DESIGN.md sec. 4): they sleep.
+SPINNING_GRAPHS = ("step",)
+SPIN_DURATION_US = 1000
 NO_CUDA = ("device='cuda' but onnxruntime has no working CUDA provider (no GPU, or the CPU-only onnxruntime "
            "package): `pip install svg-video[gpu]` or use device='cpu'")
 
@@ -90,9 +96,9 @@ def split_state(spec: ModelSpec, tensors: dict[str, np.ndarray]) -> tuple[dict, 
 class OrtBackend:
     """onnxruntime on CPU (plain session.run) or CUDA (IO binding, state kept on the device).
 
-    Sessions use ORT_ENABLE_ALL and sequential execution with `intra_op.allow_spinning = 0`: with
-    spinning on, several sessions in one process fight over the cores (DESIGN.md sec. 4). `threads`
-    sets intra_op_num_threads (None: onnxruntime's default, one per physical core).
+    Sessions use ORT_ENABLE_ALL and sequential execution; only the step session's threads spin
+    between runs (SPINNING_GRAPHS). `threads` sets intra_op_num_threads (None: onnxruntime's
+    default, one per physical core).
     """
 
     name = "ort"
@@ -106,21 +112,29 @@ class OrtBackend:
         self._device_type, _, index = device.partition(":")
         self._device_id = int(index or 0)
         self.io_binding = self._device_type == "cuda" if io_binding is None else io_binding
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        if threads is not None:
-            opts.intra_op_num_threads = threads
+        self.threads = threads
         providers: list[Any] = ["CPUExecutionProvider"]
         if self._device_type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise SVGRuntimeError(NO_CUDA)
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": self._device_id}))
-        self.sessions = {g: self._session(graph_file(bundle, manifest, g), opts, providers)
-                         for g in RUNTIME_GRAPHS}
+        self.sessions = {g: self._session(graph_file(bundle, manifest, g), self.session_options(spin=g in SPINNING_GRAPHS),
+                                          providers) for g in RUNTIME_GRAPHS}
         self.io = {g: graph_io(spec, g) for g in self.sessions}
+
+    def session_options(self, spin: bool = False) -> Any:
+        """The onnxruntime SessionOptions of this backend's sessions (spin: see SPINNING_GRAPHS; CPU only)."""
+        opts = self._ort.SessionOptions()
+        opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        spin = spin and self._device_type == "cpu"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        if spin:
+            opts.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_DURATION_US))
+        opts.log_severity_level = 3
+        if self.threads is not None:
+            opts.intra_op_num_threads = self.threads
+        return opts
 
     def _session(self, path: Path, opts: Any, providers: list[Any]) -> Any:
         try:

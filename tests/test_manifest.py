@@ -57,7 +57,7 @@ def _set(doc: dict, path: str, value) -> dict:
 
 @pytest.mark.parametrize("path, value", [
     ("model", KeyError), ("model.kind", "gan"), ("model.z_dim", "4"), ("model.g_dim", 0),
-    ("model.last_frame_skip", 1), ("precision", "int8"), ("export.opset", 21),
+    ("model.last_frame_skip", 1), ("precision", "int4"), ("export.opset", 21),
     ("checkpoint.sha256", "abc"), ("graphs.step.inputs", "x"), ("graphs.encoder", KeyError),
     ("parity.graphs.step.max_abs_err", -1.0), ("skips", [[4, 32]]), ("tensorrt", []),
 ])

@@ -10,7 +10,6 @@ Output of `run_eval` (one directory per evaluated run):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from svg_core.evaluation import figures
 from svg_core.evaluation.protocol import EvalOptions, EvalOutput, evaluate
 from svg_core.evaluation.samplers import load_sampler
 from svg_runtime.atomic import atomic_write_text
+from svg_runtime.backends import sha256_file
 
 log = logging.getLogger("svg")
 
@@ -47,20 +47,12 @@ def load_test_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any
     data = load_npz(path)
     if "frames" not in data:
         raise SVGError(f"{path} has no 'frames' array: build a test set with `svg data smmnist --out FILE`")
-    info: dict[str, Any] = {"path": str(path), "sha256": _sha256(Path(path)), "shape": list(data["frames"].shape)}
+    info: dict[str, Any] = {"path": str(path), "sha256": sha256_file(Path(path)), "shape": list(data["frames"].shape)}
     if "config" in data:
         info["config"] = config_of(data).to_dict()
     if "seed" in data:
         info["seed"] = int(data["seed"])
     return data["frames"], info
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_json(path: Path, obj: Any) -> Path:

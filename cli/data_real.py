@@ -24,14 +24,10 @@ def kth(
 ) -> None:
     """Convert the original KTH videos to gray frames at 64 or 128 pixels, with the split recorded."""
     with fail_on_error():
-        from svg_core.data.clips import load_index
         from svg_core.data.kth import convert_kth
 
         path = convert_kth(raw_dir, out, size=size, split=split, resize=resize, overwrite=overwrite, progress=True)
-        index = load_index(path)
-        n_train = sum(v["split"] == "train" for v in index["videos"])
-        typer.echo(f"{len(index['videos'])} videos ({n_train} train, {len(index['videos']) - n_train} test), "
-                   f"{index['n_frames']} frames of {size}x{size} in {path}")
+        typer.echo(f"{_describe_store(path)} of {size}x{size} in {path}")
 
 
 @data_app.command("kth-test")
@@ -60,13 +56,9 @@ def bair(
     """Convert BAIR robot pushing TFRecords (no TensorFlow needed): 64x64 RGB frames, actions, positions."""
     with fail_on_error():
         from svg_core.data.bair import convert_bair
-        from svg_core.data.clips import load_index
 
         path = convert_bair(softmotion_dir, out, overwrite=overwrite, progress=True)
-        index = load_index(path)
-        n_test = sum(v["split"] == "test" for v in index["videos"])
-        typer.echo(f"{len(index['videos'])} videos ({len(index['videos']) - n_test} train, {n_test} test), "
-                   f"{index['n_frames']} frames in {path}")
+        typer.echo(f"{_describe_store(path)} in {path}")
 
 
 @data_app.command("folder")
@@ -85,3 +77,12 @@ def folder(
         kind = "gray" if index["channels"] == 1 else "RGB"
         typer.echo(f"{len(lengths)} {kind} videos, {sum(lengths)} frames (shortest {min(lengths)}), "
                    f"cached in {store}")
+
+
+def _describe_store(path: Path) -> str:
+    """'N videos (a train, b test), F frames' for a converted clip store."""
+    from svg_core.data.clips import load_index
+
+    index = load_index(path)
+    n_train = sum(v["split"] == "train" for v in index["videos"])
+    return f"{len(index['videos'])} videos ({n_train} train, {len(index['videos']) - n_train} test), {index['n_frames']} frames"

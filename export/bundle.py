@@ -129,7 +129,7 @@ def _build(model: SVG, opts: ExportOptions, staging: Path, ckpt_path: Path, step
     for graph in spec.graphs():
         cell = Cell(exported, spec, graph)
         path = staging / f"{graph}.onnx"
-        exporters.add(export_cell(cell, verify.example_inputs(cell.io), path, opts.opset))
+        exporters.add(export_cell(cell, verify.example_inputs(cell.io, spec=spec), path, opts.opset))
         graphs[graph] = {"file": path.name, "sha256": sha256_file(path),
                          "inputs": [t.to_json() for t in cell.io.inputs],
                          "outputs": [t.to_json() for t in cell.io.outputs]}
@@ -156,10 +156,11 @@ def _manifest(model: SVG, spec: ModelSpec, opts: ExportOptions, graphs: dict, ck
 
     cfg = model.cfg
     model_fields = ("kind", "backbone", "image_size", "channels", "width", "g_dim", "z_dim", "rnn_size",
-                    "posterior_layers", "prior_layers", "predictor_layers", "last_frame_skip")
+                    "posterior_layers", "prior_layers", "predictor_layers", "last_frame_skip", "action_dim",
+                    "action_prior", "action_mean", "action_std", "action_names")
     return {
         "format": FORMAT, "schema_version": SCHEMA_VERSION,
-        "model": {k: getattr(cfg, k) for k in model_fields},
+        "model": {k: list(v) if isinstance(v := getattr(cfg, k), tuple) else v for k in model_fields},
         "skips": [list(s) for s in spec.skips],
         "precision": opts.precision,
         "graphs": graphs,

@@ -18,7 +18,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from svg_core import sampling
 from svg_core.model import SVG
 from svg_export.phase_conv import matmul_stem_and_head
-from svg_runtime.manifest import GraphIO, ModelSpec, graph_io, skip_name, state_name
+from svg_runtime.manifest import ACTION, GraphIO, ModelSpec, graph_io, skip_name, state_name
 
 Named = dict[str, torch.Tensor]
 
@@ -31,7 +31,9 @@ def model_spec(model: SVG) -> ModelSpec:
     return ModelSpec(kind=cfg.kind, image_size=cfg.image_size, channels=cfg.channels, g_dim=cfg.g_dim,
                      z_dim=cfg.z_dim, rnn_size=cfg.rnn_size, posterior_layers=cfg.posterior_layers,
                      prior_layers=cfg.prior_layers, predictor_layers=cfg.predictor_layers,
-                     last_frame_skip=cfg.last_frame_skip, skips=tuple(tuple(s.shape[1:]) for s in skips))
+                     last_frame_skip=cfg.last_frame_skip, skips=tuple(tuple(s.shape[1:]) for s in skips),
+                     action_dim=cfg.action_dim, action_prior=cfg.action_prior, action_mean=cfg.action_mean,
+                     action_std=cfg.action_std, action_names=cfg.action_names)
 
 
 def fold_batchnorm(module: nn.Module) -> int:
@@ -83,17 +85,6 @@ def export_model(model: SVG, fp16: bool = False) -> SVG:
     return out
 
 
-def _lstm(n: Named, module: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-    h = state_name(module, "h")
-    return (n[h], n[state_name(module, "c")]) if h in n else None
-
-
-def _lstm_out(module: str, state: tuple[torch.Tensor, torch.Tensor] | None) -> Named:
-    if state is None:
-        return {}
-    return {state_name(module, "h", next=True): state[0], state_name(module, "c", next=True): state[1]}
-
-
 def _encoder(model: SVG, n: Named) -> Named:
     h, skips = model.encoder(n["x"])
     return {"h": h, **{skip_name(i): s for i, s in enumerate(skips)}}
@@ -101,39 +92,34 @@ def _encoder(model: SVG, n: Named) -> Named:
 
 def _gaussian(graph: str) -> Callable[[SVG, Named], Named]:
     def run(model: SVG, n: Named) -> Named:
-        z, mu, logvar, h, c = getattr(model, graph)(n["h"], *_lstm(n, graph), n["eps"])
-        return {"z": z, "mu": mu, "logvar": logvar, **_lstm_out(graph, (h, c))}
+        state = getattr(sampling.State.from_named(n), graph)
+        h = n["h"]
+        if graph == "prior" and model.cfg.prior_takes_action:
+            h = model.prior_input(h, model.action_input(n[ACTION], h.shape[0]))
+        z, mu, logvar, h_next, c_next = getattr(model, graph)(h, *state, n["eps"])
+        return {"z": z, "mu": mu, "logvar": logvar, state_name(graph, "h", True): h_next,
+                state_name(graph, "c", True): c_next}
     return run
 
 
 def _predictor(model: SVG, n: Named) -> Named:
-    g, h, c = model.predictor(n["input"], *_lstm(n, "predictor"))
-    return {"g": g, **_lstm_out("predictor", (h, c))}
+    g, h, c = model.predictor(n["input"], *sampling.State.from_named(n).predictor)
+    return {"g": g, state_name("predictor", "h", True): h, state_name("predictor", "c", True): c}
 
 
 def _decoder(model: SVG, n: Named) -> Named:
-    return {"x": model.decoder(n["g"], _skips(n))}
-
-
-def _skips(n: Named) -> list[torch.Tensor]:
-    return [n[skip_name(i)] for i in range(sum(k.startswith("skip_") for k in n))]
-
-
-def _state(n: Named, x_prev: torch.Tensor | None) -> sampling.State:
-    return sampling.State(x_prev=x_prev, skips=_skips(n), predictor=_lstm(n, "predictor"),
-                          posterior=_lstm(n, "posterior"), prior=_lstm(n, "prior"))
+    return {"x": model.decoder(n["g"], sampling.State.from_named(n).skips)}
 
 
 def _condition(model: SVG, n: Named) -> Named:
-    state = sampling.condition(model, _state(n, None), n["h_prev"], n.get("h_next", n["h_prev"]))
-    return {**_lstm_out("posterior", state.posterior), **_lstm_out("prior", state.prior),
-            **_lstm_out("predictor", state.predictor)}
+    state = sampling.condition(model, sampling.State.from_named(n), n["h_prev"], n.get("h_next", n["h_prev"]),
+                               n.get(ACTION))
+    return state.to_named(next=True)
 
 
 def _step(model: SVG, n: Named) -> Named:
-    x_next, mu, logvar, state = sampling.step(model, _state(n, n["x_prev"]), n.get("eps"))
-    return {"x_next": x_next, "mu": mu, "logvar": logvar, **_lstm_out("prior", state.prior),
-            **_lstm_out("predictor", state.predictor)}
+    x_next, mu, logvar, state = sampling.step(model, sampling.State.from_named(n), n.get("eps"), n.get(ACTION))
+    return {"x_next": x_next, "mu": mu, "logvar": logvar, **state.to_named(next=True)}
 
 
 CELLS: dict[str, Callable[[SVG, Named], Named]] = {
@@ -147,7 +133,7 @@ class Cell(nn.Module):
 
     def __init__(self, model: SVG, spec: ModelSpec, graph: str):
         super().__init__()
-        self.model, self.graph = model, graph
+        self.model, self.graph, self.spec = model, graph, spec
         self.io: GraphIO = graph_io(spec, graph)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -37,7 +37,7 @@ from svg_export.cells import Cell, export_model, model_spec
 from svg_export.onnx_export import check_graph, export_cell
 from svg_export.phase_conv import phase_model
 from svg_runtime.backends import OrtBackend, sha256_file
-from svg_runtime.manifest import ModelSpec, graph_io
+from svg_runtime.manifest import ACTION, ModelSpec, graph_io
 from svg_runtime.predictor import Predictor
 
 log = logging.getLogger("svg")
@@ -70,21 +70,11 @@ def synthetic_frames(n: int, t: int, frame_shape: tuple[int, ...], seed: int) ->
     return out
 
 
-def _step_feeds(io_names: list[str], state: sampling.State, eps: torch.Tensor | None) -> dict[str, np.ndarray]:
+def _step_feeds(io_names: list[str], state: sampling.State, eps: torch.Tensor | None,
+                action: torch.Tensor | None) -> dict[str, np.ndarray]:
     """A step graph's inputs, by name (graph_io), from a PyTorch rollout state."""
-    feeds = {}
-    for name in io_names:
-        if name == "eps":
-            value = eps
-        elif name == "x_prev":
-            value = state.x_prev
-        elif name.startswith("skip_"):
-            value = state.skips[int(name[5:])]
-        else:  # {module}_{h|c}
-            module, part = name.rsplit("_", 1)
-            value = getattr(state, module)[0 if part == "h" else 1]
-        feeds[name] = value.numpy().copy()
-    return feeds
+    named = {**state.to_named(), "eps": eps, ACTION: action}
+    return {name: named[name].numpy().copy() for name in io_names}
 
 
 def calibration_feeds(model: SVG, spec: ModelSpec, context: np.ndarray, seed: int = 0) -> dict[str, list[dict]]:
@@ -104,14 +94,21 @@ def calibration_feeds(model: SVG, spec: ModelSpec, context: np.ndarray, seed: in
     try:
         with sampling.eval_mode(model):
             ctx = torch.from_numpy(context)
-            state = sampling.fork(sampling.observe(model, ctx), n_samples)
+            ctx_actions = _actions((len(ctx), ctx.shape[1] - 1), gen, spec)
+            state = sampling.fork(sampling.observe(model, ctx, ctx_actions), n_samples)
             for _ in range(horizon):
                 eps = torch.randn(state.batch, spec.z_dim, generator=gen) if spec.has_latent else None
-                feeds["step"].append(_step_feeds(step_names, state, eps))
-                _, _, _, state = sampling.step(model, state, eps)
+                action = _actions((state.batch,), gen, spec)
+                feeds["step"].append(_step_feeds(step_names, state, eps, action))
+                _, _, _, state = sampling.step(model, state, eps, action)
     finally:
         handle.remove()
     return feeds
+
+
+def _actions(lead: tuple[int, ...], gen: torch.Generator, spec: ModelSpec) -> torch.Tensor | None:
+    """Random actions (*lead, A) spread as the training data's, or None for an unconditional model."""
+    return verify.random_actions((*lead, spec.action_dim), gen, spec) if spec.has_actions else None
 
 
 class _Reader:
@@ -155,10 +152,17 @@ def rollout_check(model: SVG, bundle: Path, manifest: dict[str, Any], context: n
     (svg_core.sampling.generate) from context (B, T, C, H, W), with the same eps."""
     spec = ModelSpec.from_manifest(manifest)
     b, n, h = context.shape[0], CHECK["n_samples"], CHECK["horizon"]
-    eps = np.random.default_rng(seed).standard_normal((b, n, h, spec.latent_dim), dtype=np.float32)
+    gen = torch.Generator().manual_seed(seed)
+    ctx_actions, actions = _actions((b, context.shape[1] - 1), gen, spec), _actions((b, 1, h), gen, spec)
+    lead = (b, n) if actions is None else (b, 1, n)
+    eps = np.random.default_rng(seed).standard_normal((*lead, h, spec.latent_dim), dtype=np.float32)
     predictor = Predictor(bundle, manifest, OrtBackend(bundle, manifest, spec))
-    got = predictor.sample(predictor.observe(context), n_samples=n, horizon=h, eps=eps).frames
-    want = sampling.generate(model, torch.from_numpy(context), h, n, eps=torch.from_numpy(eps)).frames
+    as_np = (lambda a: None if a is None else a.numpy())  # noqa: E731
+    state = predictor.observe(context, actions=as_np(ctx_actions))
+    got = predictor.sample(state, n_samples=n, horizon=h, eps=eps, actions=as_np(actions)).frames
+    got = got.reshape(b, n, *got.shape[-4:])
+    want = sampling.generate(model, torch.from_numpy(context), h, n, eps=torch.from_numpy(eps),
+                             context_actions=ctx_actions, actions=actions).frames.reshape(got.shape)
     per_frame = ssim(torch.from_numpy(got), want)  # (B, N, horizon)
     diff = np.abs(got - want.numpy())
     return {"context": int(context.shape[1]), "horizon": h, "n_samples": n, "videos": b,
@@ -201,7 +205,7 @@ def quantize_bundle(model: SVG, staging: Path, manifest: dict[str, Any], opset: 
     for graph in QUANTIZED_GRAPHS:
         cell, fp32_path, path = Cell(fast, spec, graph), staging / f".{graph}.fp32.onnx", staging / f"{graph}.onnx"
         try:
-            export_cell(cell, verify.example_inputs(cell.io), fp32_path, opset)
+            export_cell(cell, verify.example_inputs(cell.io, spec=spec), fp32_path, opset)
             err = verify.graph_error(Cell(model, spec, graph), fp32_path)
             if err["max_abs_err"] > 1e-4 * max(1.0, err["scale"]):
                 raise SVGError(f"the phase-convolution form of {graph} differs from PyTorch by {err['max_abs_err']:.3g}; "

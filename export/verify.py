@@ -14,33 +14,45 @@ from svg_core import sampling
 from svg_core.model import SVG
 from svg_export.cells import Cell
 from svg_runtime.backends import OrtBackend
-from svg_runtime.manifest import GraphIO, ModelSpec
+from svg_runtime.manifest import ACTION, GraphIO, ModelSpec, is_skip, lstm_part
 from svg_runtime.predictor import Predictor
 
 BATCH_SIZES = (2, 5)
-ROLLOUT = {"context": 5, "horizon": 20, "n_samples": 3, "batch": 2}
+ROLLOUT = {"context": 5, "horizon": 20, "n_samples": 3, "batch": 2, "sequences": 2}
 RULE = ("per graph: max abs err over all outputs and batch sizes <= tolerance * max(1, max |PyTorch output|); "
         "rollout (random context, fixed eps, onnxruntime Predictor vs svg_core.sampling.generate): frames "
         "(pixels in [0, 1]) <= tolerance, LP prior mu/logvar <= tolerance * max(1, their max |value|). "
         "fp16 bundles: tolerance 1e-2 = 2.5 grey levels of 255")
 
 
-def random_inputs(io_: GraphIO, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """Inputs in each tensor's natural range: frames in [0, 1], codes in [-1, 1], eps ~ N(0, 1)."""
+def random_inputs(io_: GraphIO, batch: int, gen: torch.Generator, spec: ModelSpec | None = None
+                  ) -> tuple[torch.Tensor, ...]:
+    """Inputs in each tensor's natural range: frames in [0, 1], codes in [-1, 1], eps ~ N(0, 1),
+    actions ~ N(mean, std) of the model's action statistics (spec; else N(0, 1))."""
     out = []
     for t in io_.inputs:
         shape = (batch, *t.shape)
-        if t.name in ("x", "x_prev") or t.name.startswith("skip_"):
+        if t.name in ("x", "x_prev") or is_skip(t.name):
             out.append(torch.rand(shape, generator=gen))
-        elif t.name == "eps" or t.name.endswith(("_h", "_c")):
+        elif t.name == ACTION:
+            out.append(random_actions(shape, gen, spec))
+        elif t.name == "eps" or lstm_part(t.name) is not None:
             out.append(torch.randn(shape, generator=gen))
         else:
             out.append(torch.rand(shape, generator=gen) * 2 - 1)
     return tuple(out)
 
 
-def example_inputs(io_: GraphIO, batch: int = 2) -> tuple[torch.Tensor, ...]:
-    return random_inputs(io_, batch, torch.Generator().manual_seed(0))
+def random_actions(shape: tuple[int, ...], gen: torch.Generator, spec: ModelSpec | None) -> torch.Tensor:
+    """Actions (..., A) in the user's units, spread as the training data's (its mean and std)."""
+    a = torch.randn(shape, generator=gen)
+    if spec is not None and spec.action_mean:
+        a = a * torch.tensor(spec.action_std) + torch.tensor(spec.action_mean)
+    return a
+
+
+def example_inputs(io_: GraphIO, batch: int = 2, spec: ModelSpec | None = None) -> tuple[torch.Tensor, ...]:
+    return random_inputs(io_, batch, torch.Generator().manual_seed(0), spec)
 
 
 def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict[str, float]:
@@ -52,7 +64,7 @@ def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int 
     gen = torch.Generator().manual_seed(seed)
     err = scale = 0.0
     for batch in batch_sizes:
-        inputs = random_inputs(reference.io, batch, gen)
+        inputs = random_inputs(reference.io, batch, gen, reference.spec)
         with torch.inference_mode():
             want = reference(*inputs)
         got = sess.run(None, {n: t.numpy() for n, t in zip(reference.io.input_names, inputs, strict=True)})
@@ -64,22 +76,35 @@ def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int 
 
 
 def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    """Predictor (onnxruntime) against svg_core.sampling.generate on random context frames with
-    the same eps: max and mean abs difference of the frames, and for LP the max abs difference
-    of the prior's mu and logvar with their scale."""
+    """Predictor (onnxruntime) against svg_core.sampling on random context frames with the same
+    eps (and, for an action-conditioned model, the same context actions and K candidate action
+    sequences): max and mean abs difference of the frames, and for LP the max abs difference of
+    the prior's mu and log-variance with their scale."""
     spec = ModelSpec.from_manifest(manifest)
     rng = np.random.default_rng(seed)
     b, k, h, n = ROLLOUT["batch"], ROLLOUT["context"], ROLLOUT["horizon"], ROLLOUT["n_samples"]
     context = rng.random((b, k, *spec.frame_shape), dtype=np.float32)
-    eps = rng.standard_normal((b, n, h, spec.latent_dim), dtype=np.float32)
+    gen = torch.Generator().manual_seed(seed)
+    ctx_actions = actions = None
+    lead: tuple[int, ...] = (b, n)
+    if spec.has_actions:
+        lead = (b, ROLLOUT["sequences"], n)
+        ctx_actions = random_actions((b, k - 1, spec.action_dim), gen, spec).numpy()
+        actions = random_actions((b, ROLLOUT["sequences"], h, spec.action_dim), gen, spec).numpy()
+    eps = rng.standard_normal((*lead, h, spec.latent_dim), dtype=np.float32)
     predictor = Predictor(bundle, manifest, OrtBackend(bundle, manifest, spec, threads=1))
-    got = predictor.sample(predictor.observe(context), n_samples=n, horizon=h, eps=eps)
-    want = sampling.generate(model, torch.from_numpy(context), h, n, eps=torch.from_numpy(eps))
+    got = predictor.sample(predictor.observe(context, actions=ctx_actions), n_samples=n, horizon=h, eps=eps,
+                           actions=actions)
+    torch_or_none = (lambda a: None if a is None else torch.from_numpy(a))  # noqa: E731
+    want = sampling.generate(model, torch.from_numpy(context), h, n, eps=torch.from_numpy(eps),
+                             context_actions=torch_or_none(ctx_actions), actions=torch_or_none(actions))
     diff = np.abs(got.frames - want.frames.numpy())
     out = {**{key: ROLLOUT[key] for key in ("context", "horizon", "n_samples")},
            "max_abs_err": float(diff.max()), "mean_abs_err": float(diff.mean())}
+    if spec.has_actions:
+        out["sequences"] = ROLLOUT["sequences"]
     if spec.has_prior:  # mu and logvar are not bounded like pixels: their error scales with them
-        logvar = want.logvar.numpy()
+        logvar = 2 * np.log(want.sigma.numpy())
         out["prior_max_abs_err"] = max(float(np.abs(got.mu - want.mu.numpy()).max()),
                                        float(np.abs(np.log(got.sigma) * 2 - logvar).max()))
         out["prior_scale"] = max(float(np.abs(want.mu.numpy()).max()), float(np.abs(logvar).max()))

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from svg_runtime.errors import SVGRuntimeError
-from svg_runtime.manifest import RUNTIME_GRAPHS, GraphIO, ModelSpec, feedback, graph_io
+from svg_runtime.manifest import ACTION, RUNTIME_GRAPHS, GraphIO, ModelSpec, feedback, graph_io
 
 log = logging.getLogger("svg")
 # The step graph runs back to back in a rollout: its worker threads spin between runs (for at most
@@ -62,9 +62,10 @@ class Backend(Protocol):
     def read(self, buffers: Buffers) -> dict[str, np.ndarray]:
         """Host copies of a state's tensors."""
 
-    def step(self, buffers: Buffers, eps: np.ndarray | None) -> dict[str, np.ndarray]:
-        """One fused step in place; returns x_next (and mu, logvar for LP) as host arrays that stay
-        valid until the next step on these buffers."""
+    def step(self, buffers: Buffers, eps: np.ndarray | None, action: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One fused step in place (action (B, A): an action-conditioned model's input); returns
+        x_next (and mu, logvar for LP) as host arrays that stay valid until the next step on these
+        buffers."""
 
 
 def sha256_file(path: Path) -> str:
@@ -174,6 +175,8 @@ class OrtBackend:
         io = self.io["step"]
         if self.spec.has_latent:
             bufs.cache["eps"] = self._alloc(np.zeros((bufs.batch, self.spec.z_dim), np.float32))
+        if self.spec.has_actions:
+            bufs.cache[ACTION] = self._alloc(np.zeros((bufs.batch, self.spec.action_dim), np.float32))
         outs = {t.name: self._alloc(np.zeros((bufs.batch, *t.shape), np.float32))
                 for t in io.outputs if feedback(t.name) not in bufs.sets[0]}
         bufs.cache["outputs"] = outs
@@ -182,7 +185,7 @@ class OrtBackend:
             binding = self.sessions["step"].io_binding()
             src, dst = bufs.sets[parity], bufs.sets[1 - parity]
             for name in io.input_names:
-                value = bufs.cache["eps"] if name == "eps" else src.get(name, bufs.static.get(name))
+                value = bufs.cache[name] if name in ("eps", ACTION) else src.get(name, bufs.static.get(name))
                 binding.bind_ortvalue_input(name, value)
             for name in io.output_names:
                 binding.bind_ortvalue_output(name, dst[feedback(name)] if feedback(name) in dst else outs[name])
@@ -204,13 +207,15 @@ class OrtBackend:
             return {k: v.copy() for k, v in tensors.items()}
         return {k: np.array(v.numpy(), copy=True) for k, v in tensors.items()}
 
-    def step(self, buffers: Buffers, eps: np.ndarray | None) -> dict[str, np.ndarray]:
+    def step(self, buffers: Buffers, eps: np.ndarray | None, action: np.ndarray | None = None) -> dict[str, np.ndarray]:
         if not self.io_binding:
             current = buffers.current
             feeds = {n: current[n] if n in current else buffers.static[n] for n in self.io["step"].input_names
-                     if n != "eps"}
+                     if n not in ("eps", ACTION)}
             if eps is not None:
                 feeds["eps"] = eps
+            if action is not None:
+                feeds[ACTION] = action
             outs = self.run("step", feeds)
             for name, value in outs.items():
                 if feedback(name) in current:
@@ -218,6 +223,8 @@ class OrtBackend:
             return outs
         if eps is not None:
             buffers.cache["eps"].update_inplace(eps)
+        if action is not None:
+            buffers.cache[ACTION].update_inplace(np.ascontiguousarray(action, dtype=np.float32))
         self.sessions["step"].run_with_iobinding(buffers.cache["bindings"][buffers.parity])
         buffers.parity ^= 1
         outs = {"x_next": buffers.current["x_prev"].numpy()}

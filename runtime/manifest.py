@@ -3,7 +3,10 @@
 Both the exporter (svg_export) and the runtime import `graph_io`, so the names of every graph's
 inputs and outputs, and which output feeds which input at the next step, are defined here only.
 Recurrent state is named `{module}_{h|c}` going in and `{module}_{h|c}_next` coming out
-(`state_name`); the predicted frame `x_next` becomes the next step's `x_prev`.
+(`state_name`); the predicted frame `x_next` becomes the next step's `x_prev`; decoder features
+are `skip_{i}`; an action-conditioned model's `condition` and `step` take `action` (B, A) in the
+user's units (the graphs normalise it). The parsers (`is_skip`, `skip_index`, `lstm_part`,
+`feedback`) are the only code that reads a name back.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ MANIFEST_NAME = "manifest.json"
 BATCH_AXIS = "batch"  # the symbolic name of axis 0 of every input and output
 GRAPHS = ("encoder", "posterior", "prior", "predictor", "decoder", "condition", "step")
 RUNTIME_GRAPHS = ("encoder", "condition", "step")  # what the Predictor loads
+LSTM_MODULES = ("posterior", "prior", "predictor")
+ACTION = "action"  # the input name of an action (B, A) in condition and step
 
 
 class ModelKind:
     """What a model kind implies (lp: learned prior, fp: fixed N(0, I) prior, det: no latent)."""
 
     kind: str
+    action_dim: int
+    action_prior: bool
 
     @property
     def has_latent(self) -> bool:
@@ -36,6 +43,15 @@ class ModelKind:
     @property
     def has_prior(self) -> bool:
         return self.kind == "lp"
+
+    @property
+    def has_actions(self) -> bool:
+        return self.action_dim > 0
+
+    @property
+    def prior_takes_action(self) -> bool:
+        """The learned prior's input is [h, a] (LP with actions and action_prior)."""
+        return self.has_prior and self.has_actions and self.action_prior
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,11 @@ class ModelSpec(ModelKind):
     predictor_layers: int
     last_frame_skip: bool
     skips: tuple[tuple[int, int, int], ...]  # (C, H, W) of each encoder feature map, shallow to deep
+    action_dim: int = 0  # 0: an unconditional model
+    action_prior: bool = True  # the learned prior sees the action too
+    action_mean: tuple[float, ...] = ()  # the graphs normalise actions to (a - mean) / std
+    action_std: tuple[float, ...] = ()
+    action_names: tuple[str, ...] = ()
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> ModelSpec:
@@ -60,7 +81,10 @@ class ModelSpec(ModelKind):
         return cls(kind=m["kind"], image_size=m["image_size"], channels=m["channels"], g_dim=m["g_dim"],
                    z_dim=m["z_dim"], rnn_size=m["rnn_size"], posterior_layers=m["posterior_layers"],
                    prior_layers=m["prior_layers"], predictor_layers=m["predictor_layers"],
-                   last_frame_skip=m["last_frame_skip"], skips=tuple(tuple(s) for s in manifest["skips"]))
+                   last_frame_skip=m["last_frame_skip"], skips=tuple(tuple(s) for s in manifest["skips"]),
+                   action_dim=m.get("action_dim", 0), action_prior=m.get("action_prior", True),
+                   action_mean=tuple(m.get("action_mean", ())), action_std=tuple(m.get("action_std", ())),
+                   action_names=tuple(m.get("action_names", ())))
 
     @property
     def latent_dim(self) -> int:
@@ -120,6 +144,24 @@ def skip_name(i: int) -> str:
     return f"skip_{i}"
 
 
+def is_skip(name: str) -> bool:
+    return name.startswith("skip_") and name[5:].isdigit()
+
+
+def skip_index(name: str) -> int:
+    """i of `skip_{i}`."""
+    if not is_skip(name):
+        raise SVGRuntimeError(f"{name!r} is not a skip tensor name")
+    return int(name[5:])
+
+
+def lstm_part(name: str) -> tuple[str, str] | None:
+    """(module, "h" | "c") of an LSTM state name such as `prior_h` (or `prior_h_next`), else None."""
+    base = name.removesuffix("_next")
+    module, _, part = base.rpartition("_")
+    return (module, part) if module in LSTM_MODULES and part in ("h", "c") else None
+
+
 def feedback(output_name: str) -> str | None:
     """The input a step output feeds at the next step (`x_next` -> `x_prev`), or None."""
     if output_name == "x_next":
@@ -144,27 +186,31 @@ def graph_io(spec: ModelSpec, graph: str) -> GraphIO:
     """Inputs and outputs, in order, of one graph of a bundle (see DESIGN.md sec. 2)."""
     g, z = (spec.g_dim,), (spec.z_dim,)
     skips = [TensorSpec(skip_name(i), s) for i, s in enumerate(spec.skips)]
+    action = [TensorSpec(ACTION, (spec.action_dim,))] if spec.has_actions else []
     gauss = [TensorSpec(n, z) for n in ("z", "mu", "logvar")]
     if graph == "encoder":
         return GraphIO((TensorSpec("x", spec.frame_shape),), (TensorSpec("h", g), *skips))
     if graph in ("posterior", "prior"):
-        return GraphIO((TensorSpec("h", g), *_lstm_io(spec, [graph]), TensorSpec("eps", z)),
+        prior_action = action if graph == "prior" and spec.prior_takes_action else []
+        return GraphIO((TensorSpec("h", g), *prior_action, *_lstm_io(spec, [graph]), TensorSpec("eps", z)),
                        (*gauss, *_lstm_io(spec, [graph], next=True)))
-    if graph == "predictor":
-        return GraphIO((TensorSpec("input", (spec.g_dim + spec.latent_dim,)), *_lstm_io(spec, ["predictor"])),
+    if graph == "predictor":  # input = [h, z, normalised action]
+        width = spec.g_dim + spec.latent_dim + spec.action_dim
+        return GraphIO((TensorSpec("input", (width,)), *_lstm_io(spec, ["predictor"])),
                        (TensorSpec("g", g), *_lstm_io(spec, ["predictor"], next=True)))
     if graph == "decoder":
         return GraphIO((TensorSpec("g", g), *skips), (TensorSpec("x", spec.frame_shape),))
     if graph == "condition":  # one observed transition: posterior mean, prior and predictor stepped
         lstms = list(spec.lstms())
         h_next = [TensorSpec("h_next", g)] if spec.has_latent else []
-        return GraphIO((TensorSpec("h_prev", g), *h_next, *_lstm_io(spec, lstms)), tuple(_lstm_io(spec, lstms, True)))
+        return GraphIO((TensorSpec("h_prev", g), *h_next, *_lstm_io(spec, lstms), *action),
+                       tuple(_lstm_io(spec, lstms, True)))
     if graph == "step":  # one sampled frame; FP takes z = eps, det has no latent
         stepped = [m for m in ("prior", "predictor") if m in spec.lstms()]
         eps = [TensorSpec("eps", z)] if spec.has_latent else []
         prior_out = [TensorSpec("mu", z), TensorSpec("logvar", z)] if spec.has_prior else []
-        inputs = [t for t in state_specs(spec) if t.name == "x_prev" or t.name.startswith("skip_")]
-        return GraphIO((*inputs, *_lstm_io(spec, stepped), *eps),
+        inputs = [t for t in state_specs(spec) if t.name == "x_prev" or is_skip(t.name)]
+        return GraphIO((*inputs, *_lstm_io(spec, stepped), *eps, *action),
                        (TensorSpec("x_next", spec.frame_shape), *prior_out, *_lstm_io(spec, stepped, True)))
     raise SVGRuntimeError(f"unknown graph {graph!r}: bundles hold {', '.join(GRAPHS)}")
 

@@ -6,11 +6,16 @@
     out.frames                                        # (B, N, horizon, C, H, W) float32 in [0, 1]
     out.sigma                                         # (B, N, horizon, z_dim): the learned prior's std
 
-Stepwise, for closed loops and tree search: `p.observe_frame(state, frame)`, `p.fork(state, n)`,
-`p.step(state)`, `state.copy()` / `state.restore(snapshot)`. The loop mirrors
-svg_core.sampling.generate exactly: conditioning uses the posterior mean, the N samples of one
-video are adjacent in the batch (b * N + n), and `sample(seed=S)` uses the same numbers as
-`eps=np.random.default_rng(S).standard_normal((B, N, horizon, z_dim), dtype=np.float32)`.
+An action-conditioned bundle (manifest model.action_dim > 0) takes actions in the user's units:
+`observe(context, actions=(B, T-1, A))` for the actions between context frames, and
+`sample(state, actions=(B, K, H, A), n_samples=N)` for K candidate sequences of H actions, N
+samples each: frames (B, K, N, H, C, H, W). Stepwise, for closed loops and tree search:
+`p.observe_frame(state, frame, action=...)`, `p.fork(state, n)`, `p.step(state, action=...)`,
+`state.copy()` / `state.restore(snapshot)`. The loop mirrors svg_core.sampling (observe,
+observe_frame, fork, step, sample -> Rollout) exactly: conditioning uses the posterior mean, the
+N samples of one video (or of one action sequence) are adjacent in the batch, and
+`sample(seed=S)` uses the same numbers as `eps=np.random.default_rng(S).standard_normal(shape)`
+with shape (B, N, horizon, z_dim) (or (B, K, N, horizon, z_dim)), float32.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 
 from svg_runtime.backends import Backend, Buffers, OrtBackend
 from svg_runtime.errors import SVGRuntimeError
-from svg_runtime.manifest import ModelSpec, feedback, graph_io, read_manifest, state_specs
+from svg_runtime.manifest import ACTION, ModelSpec, feedback, graph_io, is_skip, read_manifest, state_specs
 
 log = logging.getLogger("svg")
 BACKENDS = ("auto", "ort", "trt")
@@ -32,8 +37,9 @@ BACKENDS = ("auto", "ort", "trt")
 
 @dataclass
 class Rollout:
-    """Sampled futures: frames (B, N, T, C, H, W) in [0, 1]; the prior's mu and sigma (B, N, T, z_dim)
-    (FP: 0 and 1; det: z_dim 0); the eps that drove them (B, N, T, z_dim)."""
+    """Sampled futures: frames (B, N, T, C, H, W) in [0, 1] ((B, K, N, T, C, H, W) for K action
+    sequences); the prior's mu and sigma (..., T, z_dim) (FP: 0 and 1; det: z_dim 0); the eps that
+    drove them, same shape."""
 
     frames: np.ndarray
     mu: np.ndarray
@@ -131,41 +137,46 @@ class Predictor:
 
     # --- conditioning -----------------------------------------------------------------------
 
-    def observe(self, context: np.ndarray) -> State:
-        """Condition on real frames, context (B, T, C, H, W), T >= 1: uint8 0..255 or float in [0, 1].
+    def observe(self, context: np.ndarray, actions: np.ndarray | None = None) -> State:
+        """Condition on real frames, context (B, T, C, H, W), T >= 1: uint8 0..255 or float in [0, 1],
+        and for an action-conditioned model the T - 1 actions between them, (B, T-1, A).
 
         All T frames go through the encoder in one call; the LSTMs step T - 1 times with the
         posterior mean. A single frame is valid: its state has zero LSTM state."""
         ctx = self._frames(context, ndim=5, what="context")
         b, t = ctx.shape[:2]
+        acts = self._actions(actions, (b, t - 1), "actions between the context frames")
         enc = self.backend.run("encoder", {"x": ctx.reshape(b * t, *self.spec.frame_shape)})
         h = enc["h"].reshape(b, t, -1)  # (B, T, g_dim)
         tensors = {s.name: np.zeros((b, *s.shape), np.float32) for s in state_specs(self.spec)}
         tensors["x_prev"] = np.ascontiguousarray(ctx[:, -1])
         for name in tensors:
-            if name.startswith("skip_"):
+            if is_skip(name):
                 tensors[name] = np.ascontiguousarray(enc[name].reshape(b, t, *enc[name].shape[1:])[:, -1])
         for i in range(1, t):
-            tensors.update(self._condition(tensors, h[:, i - 1], h[:, i]))
+            tensors.update(self._condition(tensors, h[:, i - 1], h[:, i], None if acts is None else acts[:, i - 1]))
         return State(self, self.backend.new_buffers(tensors))
 
-    def observe_frame(self, state: State, frame: np.ndarray) -> State:
-        """Condition a state on one more real frame (B, C, H, W); updates the state and returns it."""
+    def observe_frame(self, state: State, frame: np.ndarray, action: np.ndarray | None = None) -> State:
+        """Condition a state on one more real frame (B, C, H, W), reached from the last one by
+        action (B, A) for an action-conditioned model; updates the state and returns it."""
         x = self._frames(frame, ndim=4, what="frame")
         if len(x) != state.batch:
             raise SVGRuntimeError(f"frame has batch {len(x)} but the state has batch {state.batch}")
+        act = self._actions(action, (state.batch,), "action")
         tensors = state.tensors()
         enc = self.backend.run("encoder", {"x": np.concatenate([tensors["x_prev"], x])})
         b = state.batch
-        tensors.update(self._condition(tensors, enc["h"][:b], enc["h"][b:]))
+        tensors.update(self._condition(tensors, enc["h"][:b], enc["h"][b:], act))
         tensors["x_prev"] = x
-        tensors.update({k: enc[k][b:] for k in tensors if k.startswith("skip_")})
+        tensors.update({k: enc[k][b:] for k in tensors if is_skip(k)})
         self.backend.write(state._buffers, tensors)
         return state
 
-    def _condition(self, tensors: dict[str, np.ndarray], h_prev: np.ndarray, h_next: np.ndarray) -> dict:
+    def _condition(self, tensors: dict[str, np.ndarray], h_prev: np.ndarray, h_next: np.ndarray,
+                   action: np.ndarray | None) -> dict:
         """Step the LSTMs on one observed transition; returns the new LSTM states by state name."""
-        available = {**tensors, "h_prev": h_prev, "h_next": h_next}
+        available = {**tensors, "h_prev": h_prev, "h_next": h_next, ACTION: action}
         feeds = {n: np.ascontiguousarray(available[n]) for n in self._condition_inputs}
         return {feedback(k): v for k, v in self.backend.run("condition", feeds).items()}
 
@@ -177,45 +188,65 @@ class Predictor:
 
     # --- sampling -----------------------------------------------------------------------------
 
-    def step(self, state: State, eps: np.ndarray | None = None, rng: np.random.Generator | None = None) -> StepOutput:
+    def step(self, state: State, eps: np.ndarray | None = None, rng: np.random.Generator | None = None,
+             action: np.ndarray | None = None) -> StepOutput:
         """Predict one frame for every entry of state and advance it in place.
 
         eps (B, z_dim): the prior's noise (FP: z itself); drawn from rng (or the Predictor's
-        generator) when None."""
+        generator) when None. action (B, A): the action taken before the predicted frame (an
+        action-conditioned model needs it)."""
+        act = self._actions(action, (state.batch,), "action")
         eps = self._step_eps(state.batch, eps, rng)
-        out = self.backend.step(state._buffers, eps)
+        out = self.backend.step(state._buffers, eps, act)
         frame = out["x_next"].view()
         frame.flags.writeable = False
         mu, sigma = self._gaussian(out, state.batch)
         return StepOutput(frame=frame, mu=mu, sigma=sigma)
 
-    def sample(self, state: State, n_samples: int = 1, horizon: int = 1, seed: int | None = None,
-               eps: np.ndarray | None = None) -> Rollout:
+    def sample(self, state: State, n_samples: int = 1, horizon: int | None = None, seed: int | None = None,
+               eps: np.ndarray | None = None, actions: np.ndarray | None = None) -> Rollout:
         """Draw n_samples futures of horizon frames from a state of batch B (left unchanged).
 
-        eps (B, N, horizon, z_dim) fixes the noise; else it is drawn from default_rng(seed)
-        (or the Predictor's generator when seed is None)."""
+        An action-conditioned model takes K candidate action sequences, actions (B, K, horizon, A)
+        (horizon defaults to theirs): frames (B, K, N, horizon, C, H, W), all B*K*N futures in one
+        batched rollout. eps (B, N, horizon, z_dim) -- (B, K, N, horizon, z_dim) with actions --
+        fixes the noise; else it is drawn from default_rng(seed) (or the Predictor's generator
+        when seed is None)."""
         b, n, z = state.batch, n_samples, self.spec.latent_dim
+        if actions is not None and horizon is None:
+            horizon = np.shape(actions)[2] if np.ndim(actions) == 4 else None
+        horizon = 1 if horizon is None else horizon
         if n < 1 or horizon < 1:
             raise SVGRuntimeError(f"need n_samples >= 1 and horizon >= 1, got {n_samples} and {horizon}")
-        eps = self._rollout_eps((b, n, horizon, z), eps, seed)
-        eps_t = np.ascontiguousarray(eps.transpose(2, 0, 1, 3)).reshape(horizon, b * n, z)  # per step
-        bufs = self._pool.get(b * n)
-        tensors = {k: np.repeat(v, n, axis=0) for k, v in state.tensors().items()}
+        acts = self._sequences(actions, b, horizon)  # (B, K, H, A) or None
+        lead = (b, n) if acts is None else (b, acts.shape[1], n)
+        m = int(np.prod(lead[1:]))  # futures per state entry
+        eps = self._rollout_eps((*lead, horizon, z), eps, seed)
+        eps_t = np.ascontiguousarray(np.moveaxis(eps, -2, 0)).reshape(horizon, b * m, z)  # per step
+        acts_t = None
+        if acts is not None:  # (H, B*K*N, A), the N samples of one sequence adjacent
+            acts_t = np.ascontiguousarray(np.moveaxis(np.repeat(acts, n, axis=1), 2, 0)).reshape(horizon, b * m, -1)
+        bufs = self._rollout_buffers(state, m)
+        frames = np.empty((*lead, horizon, *self.spec.frame_shape), np.float32)
+        mu = np.zeros((*lead, horizon, z), np.float32)
+        logvar = np.zeros((*lead, horizon, z), np.float32)
+        for t in range(horizon):
+            out = self.backend.step(bufs, eps_t[t] if z else None, None if acts_t is None else acts_t[t])
+            frames[..., t, :, :, :] = out["x_next"].reshape(*lead, *self.spec.frame_shape)
+            if self.spec.has_prior:
+                mu[..., t, :] = out["mu"].reshape(*lead, z)
+                logvar[..., t, :] = out["logvar"].reshape(*lead, z)
+        return Rollout(frames=frames, mu=mu, sigma=np.exp(0.5 * logvar), eps=eps)
+
+    def _rollout_buffers(self, state: State, m: int) -> Buffers:
+        """Pooled buffers of batch B * m holding state's entries, each repeated m times."""
+        tensors = {k: np.repeat(v, m, axis=0) for k, v in state.tensors().items()}
+        bufs = self._pool.get(state.batch * m)
         if bufs is None:
-            bufs = self._pool[b * n] = self.backend.new_buffers(tensors)
+            bufs = self._pool[state.batch * m] = self.backend.new_buffers(tensors)
         else:
             self.backend.write(bufs, tensors)
-        frames = np.empty((b, n, horizon, *self.spec.frame_shape), np.float32)
-        mu = np.zeros((b, n, horizon, z), np.float32)
-        logvar = np.zeros((b, n, horizon, z), np.float32)
-        for t in range(horizon):
-            out = self.backend.step(bufs, eps_t[t] if z else None)
-            frames[:, :, t] = out["x_next"].reshape(b, n, *self.spec.frame_shape)
-            if self.spec.has_prior:
-                mu[:, :, t] = out["mu"].reshape(b, n, z)
-                logvar[:, :, t] = out["logvar"].reshape(b, n, z)
-        return Rollout(frames=frames, mu=mu, sigma=np.exp(0.5 * logvar), eps=eps)
+        return bufs
 
     def reset(self, seed: int | None = None) -> None:
         """Free the per-batch rollout buffers and reseed the default generator (to the load seed
@@ -249,6 +280,39 @@ class Predictor:
             raise SVGRuntimeError(f"{what} values span [{lo:g}, {hi:g}]: float frames must lie in [0, 1] "
                                   "(divide 0..255 data by 255 or pass uint8)")
         return arr
+
+    def _actions(self, actions: Any, lead: tuple[int, ...], what: str) -> np.ndarray | None:
+        """Validate actions (*lead, A) in the user's units; None for an unconditional model."""
+        a_dim = self.spec.action_dim
+        if actions is None:
+            if a_dim and (len(lead) == 1 or lead[1] > 0):
+                raise SVGRuntimeError(f"this model is action-conditioned: pass the {what}, shape "
+                                      f"{(*lead, a_dim)} ({', '.join(self.spec.action_names) or f'{a_dim} values'})")
+            return None
+        if not a_dim:
+            raise SVGRuntimeError(f"this model was trained without actions: drop the {what}")
+        arr = np.asarray(actions)
+        if arr.dtype.kind not in "fiu":
+            raise SVGRuntimeError(f"{what} must be numbers, got dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if arr.shape != (*lead, a_dim):
+            raise SVGRuntimeError(f"{what} must have shape {(*lead, a_dim)}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise SVGRuntimeError(f"{what} contain NaN or infinite values")
+        return arr
+
+    def _sequences(self, actions: Any, batch: int, horizon: int) -> np.ndarray | None:
+        """Candidate action sequences (B, K, horizon, A), validated."""
+        if actions is None:
+            if self.spec.has_actions:
+                raise SVGRuntimeError(f"this model is action-conditioned: pass actions of shape "
+                                      f"(B, K, horizon, {self.spec.action_dim}) (K candidate sequences)")
+            return None
+        k = np.shape(actions)[1] if np.ndim(actions) == 4 else -1
+        if k < 1:
+            raise SVGRuntimeError(f"actions must have shape (B, K, horizon, A) = ({batch}, K, {horizon}, "
+                                  f"{self.spec.action_dim or 'A'}) with K >= 1, got {np.shape(actions)}")
+        return self._actions(actions, (batch, k, horizon), "actions")
 
     def _step_eps(self, batch: int, eps: np.ndarray | None, rng: np.random.Generator | None) -> np.ndarray | None:
         z = self.spec.latent_dim

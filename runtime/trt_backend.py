@@ -18,7 +18,7 @@ import numpy as np
 
 from svg_runtime.backends import Buffers, check_io, graph_file, split_state
 from svg_runtime.errors import SVGRuntimeError
-from svg_runtime.manifest import RUNTIME_GRAPHS, ModelSpec, feedback, graph_io
+from svg_runtime.manifest import ACTION, RUNTIME_GRAPHS, ModelSpec, feedback, graph_io
 
 INSTALL_HINT = "pip install svg-video[gpu] (tensorrt>=10 and cuda-python) on a machine with an NVIDIA GPU"
 
@@ -153,6 +153,8 @@ class TrtBackend:
                        [{k: self._upload(v) for k, v in written.items()} for _ in range(2)], batch)
         step = self.io["step"]
         bufs.cache["eps"] = _DeviceArray(self._cudart, (batch, self.spec.z_dim))
+        if self.spec.has_actions:
+            bufs.cache[ACTION] = _DeviceArray(self._cudart, (batch, self.spec.action_dim))
         bufs.cache["outputs"] = {t.name: _DeviceArray(self._cudart, (batch, *t.shape)) for t in step.outputs
                                  if feedback(t.name) not in written}
         bufs.cache["host"] = {t.name: np.empty((batch, *t.shape), np.float32) for t in step.outputs
@@ -171,10 +173,11 @@ class TrtBackend:
         self._sync()
         return out
 
-    def step(self, buffers: Buffers, eps: np.ndarray | None) -> dict[str, np.ndarray]:
+    def step(self, buffers: Buffers, eps: np.ndarray | None, action: np.ndarray | None = None) -> dict[str, np.ndarray]:
         cache, parity = buffers.cache, buffers.parity
-        if eps is not None:
-            self._copy(cache["eps"].ptr, np.ascontiguousarray(eps).ctypes.data, cache["eps"].nbytes, "HostToDevice")
+        for name, value in (("eps", eps), (ACTION, action)):
+            if value is not None:
+                self._copy(cache[name].ptr, np.ascontiguousarray(value).ctypes.data, cache[name].nbytes, "HostToDevice")
         graph = cache["graphs"].get(parity)
         if graph is not None:
             _cuda(self._cudart, self._cudart.cudaGraphLaunch(graph, self._stream))
@@ -191,12 +194,13 @@ class TrtBackend:
         self._download(buffers.current["x_prev"], host["x_next"])
         for name, dev in cache["outputs"].items():
             self._download(dev, host[name])
-        self._sync()  # also keeps eps's host memory alive until its copy is done
+        self._sync()  # also keeps eps's and the action's host memory alive until their copies are done
         return host
 
     def _step_arrays(self, buffers: Buffers) -> dict[str, _DeviceArray]:
         src, dst = buffers.current, buffers.sets[1 - buffers.parity]
-        arrays = {"eps": buffers.cache["eps"], **buffers.static, **src, **buffers.cache["outputs"]}
+        inputs = {k: buffers.cache[k] for k in ("eps", ACTION) if k in buffers.cache}
+        arrays = {**inputs, **buffers.static, **src, **buffers.cache["outputs"]}
         arrays.update({name: dst[feedback(name)] for name in self.io["step"].output_names if feedback(name) in dst})
         return arrays
 

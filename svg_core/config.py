@@ -32,8 +32,18 @@ class ModelConfig(ModelKind):
     prior_layers: int = 1
     predictor_layers: int = 2
     last_frame_skip: bool = False
+    # Action conditioning (0: the unconditional model of the paper). a_{t-1}, taken between frames
+    # t-1 and t, joins the predictor's input [h, z, a] and, with action_prior, the prior's [h, a].
+    action_dim: int = 0
+    action_prior: bool = True
+    action_mean: tuple[float, ...] = ()  # normalisation: the model sees (a - mean) / std
+    action_std: tuple[float, ...] = ()
+    action_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("action_mean", "action_std", "action_names"):  # JSON gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _check_actions(self)
         if self.kind not in MODEL_KINDS:
             raise SVGError(f"unknown model kind {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
         if self.backbone not in BACKBONES:
@@ -46,6 +56,24 @@ class ModelConfig(ModelKind):
         for name in ("channels", "width", "g_dim", "z_dim", "rnn_size", "predictor_layers"):
             if getattr(self, name) < 1:
                 raise SVGError(f"model option {name} must be >= 1, got {getattr(self, name)}")
+
+
+def _check_actions(cfg: ModelConfig) -> None:
+    if cfg.action_dim < 0:
+        raise SVGError(f"action_dim must be >= 0, got {cfg.action_dim}")
+    for name in ("action_mean", "action_std", "action_names"):
+        n = len(getattr(cfg, name))
+        if n not in (0, cfg.action_dim):
+            raise SVGError(f"model option {name} has {n} values but action_dim is {cfg.action_dim}")
+    if not all(s > 0 for s in cfg.action_std):
+        raise SVGError(f"action_std must be > 0 in every dimension, got {list(cfg.action_std)}")
+
+
+def action_normalisation(cfg: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the model's actions: the stored statistics, or (0, 1) when none are stored."""
+    mean = cfg.action_mean or (0.0,) * cfg.action_dim
+    std = cfg.action_std or (1.0,) * cfg.action_dim
+    return mean, std
 
 
 @dataclass(frozen=True)

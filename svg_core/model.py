@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from svg_core.backbones import Decoder, Encoder
-from svg_core.config import ModelConfig
+from svg_core.config import ModelConfig, action_normalisation
 from svg_core.lstm import GaussianLSTM, PredictorLSTM
 
 
@@ -61,10 +61,33 @@ class SVG(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         z = cfg.z_dim if cfg.has_latent else 0
-        self.predictor = PredictorLSTM(cfg.g_dim + z, cfg.g_dim, cfg.rnn_size, cfg.predictor_layers)
+        a_prior = cfg.action_dim if cfg.prior_takes_action else 0
+        self.predictor = PredictorLSTM(cfg.g_dim + z + cfg.action_dim, cfg.g_dim, cfg.rnn_size, cfg.predictor_layers)
         self.posterior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.posterior_layers) if cfg.has_latent else None
-        self.prior = GaussianLSTM(cfg.g_dim, cfg.z_dim, cfg.rnn_size, cfg.prior_layers) if cfg.has_prior else None
+        self.prior = GaussianLSTM(cfg.g_dim + a_prior, cfg.z_dim, cfg.rnn_size, cfg.prior_layers) if cfg.has_prior else None
+        mean, std = action_normalisation(cfg)  # buffers, not weights: the config is their source
+        self.register_buffer("action_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("action_std", torch.tensor(std, dtype=torch.float32), persistent=False)
         self.apply(init_weights)
+
+    def action_input(self, action: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The normalised action (B, A) that joins the LSTMs' inputs, from one in the user's units.
+
+        (B, 0) for an unconditional model; an error when the action is missing or not expected."""
+        a_dim = self.cfg.action_dim
+        if action is None:
+            if a_dim:
+                raise ValueError(f"this model is action-conditioned: pass an action of shape (B, {a_dim})")
+            return self.action_mean.new_zeros(batch, 0)
+        if not a_dim:
+            raise ValueError("this model takes no actions (it was trained without them)")
+        if action.shape != (batch, a_dim):
+            raise ValueError(f"action must have shape {(batch, a_dim)}, got {tuple(action.shape)}")
+        return (action.float() - self.action_mean) / self.action_std
+
+    def prior_input(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The learned prior's input: h (B, g_dim), plus the normalised action (B, A) with action_prior."""
+        return torch.cat([h, action], dim=1) if self.cfg.prior_takes_action else h
 
     def encode_frames(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x (B, T, C, H, W) -> h (B, T, g_dim), skips [(B, T, w, h, w)], in ONE encoder call."""
@@ -72,15 +95,20 @@ class SVG(nn.Module):
         h, skips = self.encoder(x.flatten(0, 1))
         return h.view(b, t, -1), [s.view(b, t, *s.shape[1:]) for s in skips]
 
-    def training_loss(self, x: torch.Tensor, n_past: int, beta: float, eps: torch.Tensor | None = None) -> LossTerms:
+    def training_loss(self, x: torch.Tensor, n_past: int, beta: float, eps: torch.Tensor | None = None,
+                      actions: torch.Tensor | None = None) -> LossTerms:
         """The authors' objective on a batch x (B, T, C, H, W) with teacher forcing.
 
         sum_t [ mean-pixel MSE(x_hat_t, x_t) + beta * KL(q_t || p_t) ], t = 1 .. T-1, KL summed over z
-        and averaged over the batch. eps (B, T-1, z_dim) is the posterior noise (drawn if None).
+        and averaged over the batch. eps (B, T-1, z_dim) is the posterior noise (drawn if None);
+        actions (B, T-1, A) in the user's units (action t is taken between frames t and t+1).
         """
         b, t_len = x.shape[:2]
+        if self.cfg.has_actions and (actions is None or actions.shape[:2] != (b, t_len - 1)):
+            got = None if actions is None else tuple(actions.shape)
+            raise ValueError(f"this model needs actions of shape ({b}, {t_len - 1}, {self.cfg.action_dim}), got {got}")
         h_all, skips_all = self.encode_frames(x)  # (B, T, g_dim)
-        gs, kls = self._unroll(h_all, eps)  # (B, T-1, g_dim), (T-1) tensors of (B,)
+        gs, kls = self._unroll(h_all, eps, actions)  # (B, T-1, g_dim), (T-1) tensors of (B,)
         idx = torch.tensor([skip_source(t, n_past, self.cfg.last_frame_skip) for t in range(1, t_len)],
                            device=x.device)
         skips = [s[:, idx].flatten(0, 1) for s in skips_all]
@@ -89,7 +117,8 @@ class SVG(nn.Module):
         kld = torch.stack(kls).sum(0).mean() if kls else torch.zeros((), device=x.device)
         return LossTerms(loss=mse + beta * kld, mse=mse, kld=kld, x_hat=x_hat)
 
-    def _unroll(self, h_all: torch.Tensor, eps: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _unroll(self, h_all: torch.Tensor, eps: torch.Tensor | None, actions: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Step the LSTMs over the sequence; returns the predictor outputs and per-step KL (B,)."""
         cfg, b, t_len = self.cfg, h_all.shape[0], h_all.shape[1]
         h_all = h_all.float()
@@ -100,15 +129,18 @@ class SVG(nn.Module):
             eps = torch.randn(b, t_len - 1, cfg.z_dim, device=h_all.device)
         gs, kls = [], []
         for t in range(1, t_len):
-            h_prev, inp = h_all[:, t - 1], h_all[:, t - 1]
+            h_prev = h_all[:, t - 1]
+            a = self.action_input(None if actions is None else actions[:, t - 1], b)  # (B, A)
+            inp = torch.cat([h_prev, a], dim=1)
             if cfg.has_latent:
                 z, mu, logvar, *post_state = self.posterior(h_all[:, t], *post_state, eps[:, t - 1])
                 if self.prior is not None:
-                    _, mu_p, logvar_p, *prior_state = self.prior(h_prev, *prior_state, torch.zeros_like(z))
+                    _, mu_p, logvar_p, *prior_state = self.prior(self.prior_input(h_prev, a), *prior_state,
+                                                                 torch.zeros_like(z))
                 else:
                     mu_p, logvar_p = torch.zeros_like(mu), torch.zeros_like(logvar)
                 kls.append(gaussian_kl(mu.float(), logvar.float(), mu_p.float(), logvar_p.float()).sum(1))  # fp32 under autocast
-                inp = torch.cat([h_prev, z], dim=1)
+                inp = torch.cat([h_prev, z, a], dim=1)
             g, *pred_state = self.predictor(inp, *pred_state)
             gs.append(g)
         return torch.stack(gs, dim=1), kls

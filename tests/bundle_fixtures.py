@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from svg_core.checkpoint import save_checkpoint
-from svg_core.config import ModelConfig, RunConfig
+from svg_core.config import ModelConfig, RunConfig, action_normalisation
 from svg_core.lstm import LSTMCell
 from svg_core.model import SVG
 
@@ -20,6 +20,13 @@ MODELS = {
     "fp": dict(kind="fp", backbone="dcgan", last_frame_skip=True),
     "det": dict(kind="det", backbone="vgg"),
     "lp128": dict(kind="lp", backbone="vgg", image_size=128, channels=3),
+}
+# action-conditioned models (2-D actions in "workspace units", as PushT's): LP with the action in
+# the prior too, and FP (the action joins the predictor only)
+ACTION_MODELS = {
+    "lp_act": dict(kind="lp", backbone="dcgan", action_dim=2, action_mean=(256.0, 250.0), action_std=(90.0, 110.0),
+                   action_names=("target_x", "target_y")),
+    "fp_act": dict(kind="fp", backbone="dcgan", action_dim=2, action_prior=False, last_frame_skip=True),
 }
 
 
@@ -59,11 +66,20 @@ def make_run(root: Path, name: str, **overrides) -> tuple[Path, SVG]:
                     p.uniform_(-2 / m.hidden_size ** 0.5, 2 / m.hidden_size ** 0.5)
         model.train()
         for _ in range(2):
-            model.training_loss(torch.rand(4, 4, cfg.channels, cfg.image_size, cfg.image_size), n_past=2, beta=1e-4)
+            actions = random_actions(cfg, 4, 3) if cfg.has_actions else None
+            model.training_loss(torch.rand(4, 4, cfg.channels, cfg.image_size, cfg.image_size), n_past=2, beta=1e-4,
+                                actions=actions)
     run = root / f"run_{name}"
     run.mkdir()
     save_checkpoint(run, model, RunConfig(model=cfg), step=3)
     return run, model.eval()
+
+
+def random_actions(cfg: ModelConfig, *lead: int, seed: int = 0) -> torch.Tensor:
+    """Actions (*lead, A) in the model's units: N(mean, std) of its action statistics."""
+    mean, std = action_normalisation(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(*lead, cfg.action_dim, generator=gen) * torch.tensor(std) + torch.tensor(mean)
 
 
 def get_bundle(tmp_path_factory, name: str, fp16: bool = False) -> Bundle:
@@ -74,7 +90,7 @@ def get_bundle(tmp_path_factory, name: str, fp16: bool = False) -> Bundle:
 
         torch.set_num_threads(1)
         root = tmp_path_factory.mktemp(f"bundle_{key}")
-        run, model = make_run(root, key, **MODELS[name])
+        run, model = make_run(root, key, **{**MODELS, **ACTION_MODELS}[name])
         manifest = export_bundle(ExportOptions(checkpoint=run, out=root / "bundle", fp16=fp16))
         _CACHE[key] = Bundle(key, root / "bundle", run, model, manifest)
     return _CACHE[key]

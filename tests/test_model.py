@@ -8,7 +8,7 @@ import torch
 from svg_core.config import ModelConfig, RunConfig, preset
 from svg_core.errors import SVGError
 from svg_core.model import SVG, gaussian_kl, skip_source
-from svg_core.sampling import fork, generate, observe, observe_step, step
+from svg_core.sampling import fork, generate, observe, observe_frame, step
 
 torch.set_num_threads(1)
 
@@ -140,7 +140,7 @@ def test_generate_samples_differ_and_fork_keeps_videos_adjacent() -> None:
     torch.testing.assert_close(state.x_prev[:4], context[:1, -1].expand(4, -1, -1, -1))
 
 
-def test_observe_step_equals_observing_the_whole_context() -> None:
+def test_observe_frame_equals_observing_the_whole_context() -> None:
     torch.manual_seed(0)
     model = SVG(tiny()).eval()
     context = torch.rand(2, 4, 1, 64, 64)
@@ -149,7 +149,7 @@ def test_observe_step_equals_observing_the_whole_context() -> None:
         whole = observe(model, context)
         stepwise = observe(model, context[:, :1])
         for t in range(1, 4):
-            stepwise = observe_step(model, stepwise, context[:, t])
+            stepwise = observe_frame(model, stepwise, context[:, t])
         a, b = step(model, whole, eps)[0], step(model, stepwise, eps)[0]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 

@@ -99,7 +99,7 @@ def test_observe_frame_matches_pytorch(lp, lp_pred):
     state = lp_pred.observe_frame(lp_pred.observe(ctx[:, :2]), ctx[:, 2])
     with torch.no_grad():
         model = lp.model.eval()
-        want = sampling.observe_step(model, sampling.observe(model, torch.from_numpy(ctx[:, :2])),
+        want = sampling.observe_frame(model, sampling.observe(model, torch.from_numpy(ctx[:, :2])),
                                      torch.from_numpy(ctx[:, 2]))
     got = state.tensors()
     np.testing.assert_allclose(got["predictor_h"], want.predictor[0].numpy(), atol=ATOL)

@@ -78,17 +78,26 @@ class PushTSim:
         self._ready = False
 
     def reset(self, seed: int | None = None, state: np.ndarray | None = None) -> np.ndarray:
-        """Start an episode: random agent and block poses drawn from seed, or `state` = (agent x, y,
-        block x, y, angle). Returns the first frame, shape = (S, S, 3) uint8."""
-        options = None
+        """Start an episode: random agent and block poses drawn from seed, or exactly `state` = (agent
+        x, y, block x, y, angle), as agent_pos and block_pose read them. Returns the first frame,
+        shape = (S, S, 3) uint8."""
         if state is not None:
             state = np.asarray(state, dtype=np.float64)
             if state.shape != (5,) or not np.isfinite(state).all():
                 raise SVGRuntimeError(f"state must be 5 finite numbers (agent x, y, block x, y, angle), "
                                       f"got shape {state.shape}")
-            options = {"reset_to_state": state}
-        obs, _ = self.env.reset(seed=seed, options=options)
+        obs, _ = self.env.reset(seed=seed)
         self._ready = True
+        if state is not None:
+            # The env's own reset_to_state sets the block's position before its angle, and turning about
+            # the centre of gravity then moves it: set the angle first so the pose is the one asked for.
+            u = self._u
+            u.agent.position = (float(state[0]), float(state[1]))
+            u.block.angle = float(state[4])
+            u.block.position = (float(state[2]), float(state[3]))
+            for body in (u.agent, u.block):
+                u.space.reindex_shapes_for_body(body)
+            obs = u.get_obs()
         return resize_frame(obs, self.image_size)
 
     def step(self, action: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ def main() -> None:
 from svg_cli import (  # noqa: E402, F401, I001
     bench,
     data,
+    data_pusht,
     data_real,
     data_smmnist,
     evaluate,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,3 +47,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `path`; when the block succeeds, move it into place.
+
+    An existing `path` is an error unless overwrite (then it is swapped out and deleted after the
+    move). On any error the temporary folder is removed and `path` is untouched.
+    """
+    from svg_runtime.errors import SVGRuntimeError
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SVGRuntimeError(f"{path} already exists: remove it, choose another --out or pass --overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700 folders
+        trash = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+        if trash is not None:
+            os.replace(path, trash)
+        os.replace(tmp, path)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

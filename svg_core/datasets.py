@@ -1,18 +1,24 @@
 """Which dataset a run trains on: one factory from the run's config to a map-style Dataset.
 
 Names: "smmnist" (generated), "kth" / "bair" (converted by `svg data kth|bair`; "kth:DIR" names the
-directory, else $SVG_DATA_DIR/kth), "folder:PATH" (any videos, decoded once into a cache).
+directory, else $SVG_DATA_DIR/kth), "folder:PATH" (any videos, decoded once into a cache),
+"pusht:DIR" (episodes recorded by `svg data pusht`, with actions).
 
 Every dataset item i is a pure function of (seed, i) and holds "frames" (T, C, H, W) float32 in
-[0, 1]; that is what makes training resumable exactly.
+[0, 1]; that is what makes training resumable exactly. Datasets with actions (pusht, folders of
+.npz files with "actions") add "actions" (T-1, A) float32 in the user's units, row t taken between
+frames t and t+1, and describe them with `action_dim`, `action_names` and `action_stats()`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from svg_core.config import RunConfig, with_overrides
@@ -21,9 +27,11 @@ from svg_core.errors import SVGError
 log = logging.getLogger("svg")
 
 SPLITS = ("train", "test", "sample")
-DATASETS = ("smmnist", "kth", "bair", "folder")
+DATASETS = ("smmnist", "kth", "bair", "folder", "pusht")
 # Offset between the training stream's seed and the held-out streams' seeds.
 _HELD_OUT_SEED = 1_000_003
+# Share of a Push-T recording's episodes (its last ones) held out for the test and sample splits.
+PUSHT_HELD_OUT = 0.1
 
 
 def build_dataset(cfg: RunConfig, split: str = "train") -> Dataset:
@@ -37,7 +45,20 @@ def build_dataset(cfg: RunConfig, split: str = "train") -> Dataset:
     family, path = parse_dataset(cfg.train.dataset)
     if family == "smmnist":
         return _smmnist(cfg, split)
+    if family == "pusht":
+        return _pusht(cfg, split, Path(path).expanduser())
     return _clips(cfg, split, family, path)
+
+
+def dataset_actions(cfg: RunConfig) -> tuple[int, tuple[str, ...], np.ndarray, np.ndarray]:
+    """(action_dim, action_names, mean (A,), std (A,)) of the run's training data; (0, (), [], []) without
+    actions. The statistics cover the training split's actions, std floored at 1e-6 (float32)."""
+    dataset = build_dataset(cfg, "train")
+    action_dim = int(getattr(dataset, "action_dim", 0))
+    if not action_dim:
+        return 0, (), np.zeros(0, np.float32), np.zeros(0, np.float32)
+    mean, std = dataset.action_stats()
+    return action_dim, tuple(dataset.action_names), mean, std
 
 
 def parse_dataset(name: str) -> tuple[str, str | None]:
@@ -45,11 +66,15 @@ def parse_dataset(name: str) -> tuple[str, str | None]:
     family, sep, path = name.partition(":")
     if family not in DATASETS:
         raise SVGError(f"unknown dataset {name!r}: choose smmnist, kth, bair (converted with `svg data kth|bair`, "
-                       f"then kth:DIR or --data-dir DIR) or folder:PATH (a folder of your videos)")
+                       f"then kth:DIR or --data-dir DIR), folder:PATH (a folder of your videos) or pusht:DIR "
+                       f"(recorded with `svg data pusht`)")
     if family == "smmnist" and sep:
         raise SVGError(f"dataset {name!r}: smmnist takes no path (its digits come from --digits)")
     if family == "folder" and not path:
         raise SVGError("dataset folder needs a path: --dataset folder:PATH (or --data-dir PATH)")
+    if family == "pusht" and not path:
+        raise SVGError("dataset pusht needs the recording's folder: record one with `svg data pusht --out DIR`, "
+                       "then pass --dataset pusht:DIR")
     return family, path or None
 
 
@@ -76,7 +101,7 @@ def data_channels(cfg: RunConfig) -> int | None:
     family, path = parse_dataset(cfg.train.dataset)
     if family == "smmnist":
         return None
-    if family == "folder":
+    if family in ("folder", "pusht"):
         return folder_channels(path, cfg.model.image_size)
     return int(load_index(store_dir(family, path))["channels"])
 
@@ -118,3 +143,38 @@ def _smmnist(cfg: RunConfig, split: str) -> Dataset:
     digits = load_digits(tc.digits, split="train" if split == "train" else "test")
     seed = tc.seed if split == "train" else tc.seed + _HELD_OUT_SEED
     return SMMNISTDataset(digits, data_cfg, seed=seed)
+
+
+def _pusht(cfg: RunConfig, split: str, root: Path) -> Dataset:
+    """Random windows of recorded Push-T episodes; the last PUSHT_HELD_OUT of them are held out."""
+    from svg_core.data.clip_dataset import open_store_dataset
+    from svg_core.data.clips import load_index
+    from svg_core.data.folder import prepare_folder
+
+    meta = read_pusht_meta(root)
+    m, tc = cfg.model, cfg.train
+    store = prepare_folder(root, m.image_size)
+    names = sorted(v["name"] for v in load_index(store)["videos"])
+    n_held_out = max(1, round(len(names) * PUSHT_HELD_OUT)) if len(names) > 1 else 0
+    if split == "train":
+        chosen, seed = names[:len(names) - n_held_out], tc.seed
+    else:  # one episode only: held-out splits are other windows of it
+        chosen, seed = names[len(names) - n_held_out:] or names, tc.seed + _HELD_OUT_SEED
+    return open_store_dataset(store, split=None, seq_len=tc.seq_len, seed=seed, image_size=m.image_size,
+                              channels=m.channels, short="error", names=set(chosen),
+                              action_names=tuple(meta["action_names"]))
+
+
+def read_pusht_meta(root: Path) -> dict[str, Any]:
+    """meta.json of a Push-T recording; SVGError saying how to record one when it is not."""
+    path = root / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise SVGError(f"{root} is not a Push-T recording (no meta.json): record one with "
+                       f"`svg data pusht --out {root}`") from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise SVGError(f"cannot read {path} ({e}): record the episodes again with `svg data pusht`") from e
+    if meta.get("format") != "svg-pusht-episodes" or not meta.get("action_names"):
+        raise SVGError(f"{path} does not describe a Push-T recording: record one with `svg data pusht --out DIR`")
+    return meta

@@ -4,7 +4,9 @@
   - video files (.mp4 .avi .gif .mov .mkv .webm ...), decoded with PyAV;
   - folders of images (.png .jpg ...), one video per folder, frames in name order;
   - .npy / .npz arrays: (T, H, W), (T, H, W, C), (T, C, H, W), or several videos (N, T, ...),
-    uint8 or floats in [0, 1].
+    uint8 or floats in [0, 1]. An .npz may also hold "actions", shape (T-1, A) (or (N, T-1, A)): row t
+    is the action taken between frames t and t+1. Then every array file must have them, with one
+    A, and every item carries "actions" (T-1, A) too.
 Frames are center-cropped to a square and resized (bicubic) to the model's size. A video is gray
 when its R, G and B agree within GRAY_TOLERANCE levels in every pixel of every frame (whatever its
 file format; lossy codecs add chroma noise), RGB otherwise; all videos must agree. Gray videos
@@ -80,7 +82,7 @@ def cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "svg-video") / "folders"
 
 
-def _fingerprint(root: Path, sources: list[Source], image_size: int) -> str:
+def _fingerprint(root: Path, sources: list[Source], image_size: int, action_dim: int = 0) -> str:
     files = []
     for src in sources:
         paths = [src.path] if src.kind != "frames" else sorted(
@@ -88,7 +90,9 @@ def _fingerprint(root: Path, sources: list[Source], image_size: int) -> str:
         for p in paths:
             st = p.stat()
             files.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns])
-    text = json.dumps([_CACHE_VERSION, str(root.resolve()), image_size, files])
+    # Folders without actions keep the key they had before actions existed (their caches stay valid).
+    text = json.dumps([_CACHE_VERSION, str(root.resolve()), image_size, files]
+                      + ([{"action_dim": action_dim}] if action_dim else []))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -96,39 +100,44 @@ def prepare_folder(root: str | os.PathLike, image_size: int, *, progress: bool =
     """The clip store of a folder at one frame size: converted on first use, then reused from the cache."""
     root = Path(root)
     sources = find_sources(root)
-    key = _fingerprint(root, sources, image_size)
+    action_dim = scan_action_dim(sources)
+    key = _fingerprint(root, sources, image_size, action_dim)
     store = cache_root() / f"{root.resolve().name or 'root'}-{image_size}-{key[:16]}"
     if (store / INDEX_NAME).is_file():
         return store
     log.info("decoding %d videos of %s into %s (once)", len(sources), root, store)
     try:
-        return _convert(root, sources, store, image_size, key, progress)
+        return _convert(root, sources, store, image_size, key, progress, action_dim)
     except (OSError, SVGError):
         if (store / INDEX_NAME).is_file():  # another process converted the same folder meanwhile
             return store
         raise
 
 
-def _convert(root: Path, sources: list[Source], store: Path, image_size: int, key: str, progress: bool) -> Path:
+def _convert(root: Path, sources: list[Source], store: Path, image_size: int, key: str, progress: bool,
+             action_dim: int = 0) -> Path:
     from tqdm.auto import tqdm
 
     gray, rgb = [], []
-    with ClipWriter(store, dataset="folder", image_size=image_size, channels=3) as writer:
+    extras = {"actions": action_dim} if action_dim else None
+    with ClipWriter(store, dataset="folder", image_size=image_size, channels=3, extras=extras) as writer:
         for src in tqdm(sources, desc="decode", unit="file", disable=not progress):
-            for name, frames in _decode(src, root, image_size):  # frames (T, S, S, 3) uint8
+            for name, frames, actions in _decode(src, root, image_size):  # frames (T, S, S, 3) uint8
                 if is_gray(frames):
                     gray.append(name)
                     frames = np.repeat(np.round(frames.mean(axis=-1, keepdims=True)).astype(np.uint8), 3, axis=-1)
                 else:
                     rgb.append(name)
-                writer.add(frames.transpose(0, 3, 1, 2), {"name": name, "split": "train"})
+                writer.add(frames.transpose(0, 3, 1, 2), {"name": name, "split": "train"},
+                           {"actions": _pad_transitions(actions)} if action_dim else None)
         if gray and rgb:
             raise SVGError(f"{root} mixes gray and RGB videos, and a model takes one kind: gray: "
                            f"{_listing(gray)}; RGB: {_listing(rgb)}. Make them all RGB or all gray "
                            f"(e.g. ffmpeg -i in.mp4 -vf format=gray out.mp4), or move one kind elsewhere")
         if gray:
             writer.reduce_to_gray()
-        return writer.commit(source=str(root.resolve()), key=key)
+        meta = {"transitions": ["actions"], "action_names": default_action_names(action_dim)} if action_dim else {}
+        return writer.commit(source=str(root.resolve()), key=key, **meta)
 
 
 def is_gray(frames: np.ndarray) -> bool:
@@ -142,17 +151,80 @@ def _listing(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _decode(src: Source, root: Path, size: int) -> Iterator[tuple[str, np.ndarray]]:
+def _decode(src: Source, root: Path, size: int) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, frames (T, S, S, 3) uint8, actions (T-1, A) float32 or None) of each video of a source."""
     name = str(src.path.relative_to(root)) if src.path != root else "."
     if src.kind == "video":
-        yield name, read_video(src.path, size, "crop")
+        yield name, read_video(src.path, size, "crop"), None
     elif src.kind == "frames":
-        yield name, read_image_folder(src.path, size)
+        yield name, read_image_folder(src.path, size), None
     else:
         videos = load_array_videos(src.path)  # (N, T, H, W, C)
+        actions = load_array_actions(src.path, videos.shape[:2])  # (N, T-1, A) or None
         for i, video in enumerate(videos):
             label = name if len(videos) == 1 else f"{name}[{i}]"
-            yield label, np.stack([crop_resize(frame, size) for frame in _to_rgb_uint8(video, src.path)])
+            frames = np.stack([crop_resize(frame, size) for frame in _to_rgb_uint8(video, src.path)])
+            yield label, frames, None if actions is None else actions[i]
+
+
+def default_action_names(action_dim: int) -> list[str]:
+    return [f"action_{i}" for i in range(action_dim)]
+
+
+def _pad_transitions(actions: np.ndarray) -> np.ndarray:
+    """(T-1, A) actions -> (T, A) rows of a clip store, the last row zero padding."""
+    return np.concatenate([actions, np.zeros((1, actions.shape[1]), np.float32)])
+
+
+def _actions_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape of the "actions" array of an .npz file, None when it has none (or is no .npz)."""
+    if path.suffix.lower() != ".npz":
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return tuple(data["actions"].shape) if "actions" in data.files else None
+    except (OSError, ValueError, EOFError) as e:
+        raise SVGError(f"cannot read array file {path} ({e}): save it with numpy.savez (no pickled objects)") from e
+
+
+def scan_action_dim(sources: list[Source]) -> int:
+    """The action size A shared by every array file of a folder, 0 when none has actions.
+
+    SVGError naming the file when only some sources have actions or their sizes differ.
+    """
+    shapes = {src.path: _actions_shape(src.path) if src.kind == "array" else None for src in sources}
+    with_actions = {p: s for p, s in shapes.items() if s is not None}
+    if not with_actions:
+        return 0
+    first, first_shape = next(iter(with_actions.items()))
+    without = [p for p, s in shapes.items() if s is None]
+    if without:
+        raise SVGError(f"{without[0]} has no actions but {first} has: give every video an \"actions\" array "
+                       f"(.npz with frames and actions), or move the videos without actions elsewhere")
+    for path, shape in with_actions.items():
+        if len(shape) not in (2, 3) or shape[-1] < 1:
+            raise SVGError(f"{path}: actions of shape {shape}: store them as (T-1, A) (or (N, T-1, A))")
+        if shape[-1] != first_shape[-1]:
+            raise SVGError(f"{path} has actions of dimension {shape[-1]} but {first} has {first_shape[-1]}: "
+                           f"every video needs the same action size")
+    return int(first_shape[-1])
+
+
+def load_array_actions(path: Path, videos_shape: tuple[int, int]) -> np.ndarray | None:
+    """The actions of an .npz file as (N, T-1, A) float32, checked against its videos (N, T); None if none."""
+    if _actions_shape(path) is None:
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        actions = np.asarray(data["actions"], dtype=np.float32)
+    n_videos, n_frames = videos_shape
+    if actions.ndim == 2:
+        actions = actions[None]
+    if actions.shape[:2] != (n_videos, n_frames - 1):
+        raise SVGError(f"{path}: {actions.shape[-2]} actions for {n_frames} frames: store one action per step "
+                       f"between frames, (T-1, A) = ({n_frames - 1}, A)")
+    if not np.isfinite(actions).all():
+        raise SVGError(f"{path}: actions hold NaN or infinite values: fix or drop those videos")
+    return actions
 
 
 def load_array_videos(path: Path) -> np.ndarray:

@@ -22,7 +22,13 @@ def rollout(
                                       "mu, sigma, eps, context, seed), or a directory (rollout.gif and "
                                       "rollout.npz).")],
     samples: Annotated[int, typer.Option("--samples", help="Futures to sample per video.")] = 10,
-    horizon: Annotated[int, typer.Option("--horizon", help="Frames to predict per future.")] = 10,
+    horizon: Annotated[int | None, typer.Option("--horizon", help="Frames to predict per future (default: "
+                                                "the length of --actions, else 10).")] = None,
+    actions: Annotated[Path | None, typer.Option("--actions", help="Action-conditioned bundles: .npy (or .npz "
+                                                 "key 'actions') of future actions in your units, (H, A), K "
+                                                 "candidate sequences (K, H, A) or per video (B, K, H, A). The "
+                                                 "actions between context frames come from the context .npz's "
+                                                 "'actions' (T-1, A).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the noise (default: a fresh one, printed).")] = None,
     backend: Annotated[str, typer.Option(help="auto, ort (onnxruntime) or trt (TensorRT).")] = "auto",
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
@@ -43,10 +49,12 @@ def rollout(
     with fail_on_error():
         from svg_runtime.rollout import RolloutOptions, run_rollout
 
-        opts = RolloutOptions(bundle=bundle, context=context, out=out, n_samples=samples, horizon=horizon, seed=seed,
+        opts = RolloutOptions(bundle=bundle, context=context, out=out, n_samples=samples, horizon=horizon,
+                              actions=actions, seed=seed,
                               backend=backend, device=device, n_cond=cond, fps=fps, n_show=show, threads=threads)
         report = run_rollout(opts)
         typer.echo(f"context {report.context}; conditioning on {report.n_cond} frame(s)")
-        typer.echo(f"sampled {samples} x {horizon} frames in {report.seconds:.2f} s ({report.ms_per_step:.1f} ms "
+        per = f" for each of {report.sequences} action sequence(s)" if report.sequences else ""
+        typer.echo(f"sampled {samples} x {report.horizon} frames{per} in {report.seconds:.2f} s ({report.ms_per_step:.1f} ms "
                    f"per step, {report.kind} model, {report.backend}, {device}), seed {report.seed}")
         typer.echo(f"wrote {', '.join(str(p) for p in report.written)}")

@@ -115,6 +115,8 @@ def _dataset_name(dataset: str, data_dir: Path | None) -> str:
 
 def _default_preset(dataset: str) -> str:
     family = dataset.partition(":")[0]
+    if family == "pusht":
+        return "pusht-small"
     if family == "folder":
         raise SVGError("--dataset folder has no paper preset: pass --preset smmnist-small (small, for a CPU), "
                        "kth (VGG-64, 10 -> 10) or bair (VGG-64, 2 -> 10)")
@@ -128,6 +130,12 @@ def _fit_channels(cfg):
     if fitted.model.channels != cfg.model.channels:
         typer.echo(f"note: the data have {fitted.model.channels} channel(s): the model takes "
                    f"{fitted.model.channels} (the preset had {cfg.model.channels})", err=True)
+    m = fitted.model
+    if m.has_actions:
+        stats = ", ".join(f"{n} {mu:.3g} +- {sd:.3g}" for n, mu, sd in zip(m.action_names, m.action_mean,
+                                                                            m.action_std, strict=True))
+        typer.echo(f"note: the data have {m.action_dim}-dimensional actions: the model is action-conditioned "
+                   f"({stats}; normalised with these statistics)", err=True)
     return fitted
 
 

@@ -67,6 +67,21 @@ def load_context(path: str | os.PathLike) -> Context:
                           "or a folder of PNG frames")
 
 
+def load_actions(path: str | os.PathLike, key: str = "actions") -> np.ndarray | None:
+    """The actions stored beside frames in an .npz (its `actions` array), or in a .npy file; None
+    when an .npz has none."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return _read_array(path)
+    if path.suffix.lower() != ".npz":
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data[key] if key in data else None
+    except (OSError, ValueError, EOFError) as e:
+        raise SVGRuntimeError(f"cannot read {path} as a numpy archive ({e})") from e
+
+
 def array_to_frames(arr: np.ndarray, where: str = "context") -> tuple[np.ndarray, str]:
     """An array in one of the documented layouts -> (B, T, C, H, W) and the layout it was read as."""
     if arr.ndim == 3:

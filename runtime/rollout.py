@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from svg_runtime.context import conform_frames, load_context
+from svg_runtime.context import conform_frames, load_actions, load_context
 from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.media import save_arrays, save_video, video_grid
 from svg_runtime.predictor import Predictor, Rollout
@@ -37,7 +37,8 @@ class RolloutOptions:
     context: Path
     out: Path
     n_samples: int = 10
-    horizon: int = 10
+    horizon: int | None = None  # None: the actions' length, else 10
+    actions: Path | None = None  # .npy/.npz of future actions (H, A), (K, H, A) or (B, K, H, A)
     seed: int | None = None  # None: a fresh seed, reported (and stored in the NPZ) for repeating the run
     backend: str = "auto"
     device: str = "cpu"
@@ -47,7 +48,7 @@ class RolloutOptions:
     threads: int | None = None
 
     def validate(self) -> None:
-        for name, value in (("samples", self.n_samples), ("horizon", self.horizon), ("show", self.n_show)):
+        for name, value in (("samples", self.n_samples), ("horizon", self.horizon or 1), ("show", self.n_show)):
             if value < 1:
                 raise SVGRuntimeError(f"--{name} must be >= 1, got {value}")
         if self.n_cond is not None and self.n_cond < 1:
@@ -85,9 +86,12 @@ class RolloutReport:
     backend: str
     written: list[Path] = field(default_factory=list)
 
+    horizon: int = 0
+    sequences: int = 0  # candidate action sequences (0: an unconditional model)
+
     @property
     def ms_per_step(self) -> float:
-        return 1000 * self.seconds / self.options.horizon
+        return 1000 * self.seconds / self.horizon
 
 
 def run_rollout(opts: RolloutOptions) -> RolloutReport:
@@ -102,19 +106,26 @@ def run_rollout(opts: RolloutOptions) -> RolloutReport:
         raise SVGRuntimeError(f"--cond {n_cond} needs at least {n_cond} context frames but {ctx.source} holds "
                               f"{n_frames}")
     seed = int(np.random.default_rng().integers(2**31)) if opts.seed is None else opts.seed
-    state = p.observe(frames[:, :n_cond])  # validates dtype, range and NaN
+    ctx_actions, actions = _rollout_actions(opts, p, ctx.source, len(frames), n_cond)
+    horizon = opts.horizon or (actions.shape[2] if actions is not None else 10)
+    if actions is not None and actions.shape[2] != horizon:
+        raise SVGRuntimeError(f"--horizon {horizon} differs from the {actions.shape[2]} steps of {opts.actions}: "
+                              "drop --horizon or give as many actions")
+    state = p.observe(frames[:, :n_cond], actions=ctx_actions)  # validates dtype, range and NaN
     start = time.perf_counter()
-    out = p.sample(state, n_samples=opts.n_samples, horizon=opts.horizon, seed=seed)
+    out = p.sample(state, n_samples=opts.n_samples, horizon=horizon, seed=seed, actions=actions)
     seconds = time.perf_counter() - start
     described = ctx.describe()
     if frames.shape != ctx.frames.shape:
         described += f", converted to {'x'.join(map(str, frames.shape[2:]))}"
-    report = RolloutReport(opts, described, n_cond, seed, seconds, p.spec.kind, p.backend.name)
+    report = RolloutReport(opts, described, n_cond, seed, seconds, p.spec.kind, p.backend.name, horizon=horizon,
+                           sequences=0 if actions is None else actions.shape[1])
     given = np.nan_to_num(_as_float(frames))  # (B, T, C, H, W); frames past --cond are shown, not checked
     for path in opts.outputs():
         if path.suffix.lower() == ".npz":
+            extra = {} if actions is None else {"actions": actions}
             save_arrays(path, frames=out.frames, mu=out.mu, sigma=out.sigma, eps=out.eps,
-                        context=given[:, :n_cond], seed=np.int64(seed))
+                        context=given[:, :n_cond], seed=np.int64(seed), **extra)
         else:
             save_video(path, rollout_grid(given, n_cond, out, opts.n_show), fps=opts.fps)
         report.written.append(path)
@@ -122,9 +133,47 @@ def run_rollout(opts: RolloutOptions) -> RolloutReport:
     return report
 
 
+def _rollout_actions(opts: RolloutOptions, p: Predictor, source: str, batch: int, n_cond: int
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(actions between the conditioning frames (B, n_cond-1, A), candidate sequences (B, K, H, A)):
+    the first from the context .npz's `actions`, the second from --actions."""
+    if not p.spec.has_actions:
+        if opts.actions is not None:
+            raise SVGRuntimeError(f"--actions given but {opts.bundle} was trained without actions: drop --actions")
+        return None, None
+    if opts.actions is None:
+        raise SVGRuntimeError(f"{opts.bundle} is action-conditioned: pass --actions FILE.npy with the future actions "
+                              f"(H, {p.spec.action_dim}), (K, H, {p.spec.action_dim}) or (B, K, H, {p.spec.action_dim})")
+    seqs = np.asarray(load_actions(opts.actions))
+    if seqs.ndim == 2:
+        seqs = seqs[None]
+    if seqs.ndim == 3:
+        seqs = np.broadcast_to(seqs[None], (batch, *seqs.shape))
+    if seqs.ndim != 4 or seqs.shape[0] != batch:
+        raise SVGRuntimeError(f"{opts.actions} holds actions of shape {seqs.shape}: give (H, A), (K, H, A) or "
+                              f"(B, K, H, A) with B = {batch} videos")
+    ctx = None
+    if n_cond > 1:
+        ctx = load_actions(source) if Path(source).suffix.lower() == ".npz" else None
+        if ctx is None:
+            raise SVGRuntimeError(f"{source} holds no 'actions' between its {n_cond} conditioning frames: store them "
+                                  "in the .npz as 'actions' (T-1, A), or condition on one frame with --cond 1")
+        ctx = np.asarray(ctx)
+        ctx = ctx[None] if ctx.ndim == 2 else ctx
+        if ctx.ndim != 3 or ctx.shape[1] < n_cond - 1:
+            raise SVGRuntimeError(f"{source}: its actions {ctx.shape} do not cover the {n_cond - 1} steps between "
+                                  f"the conditioning frames (want (B, T-1, A))")
+        ctx = ctx[:, :n_cond - 1]
+    return ctx, np.ascontiguousarray(seqs)
+
+
 def rollout_grid(given: np.ndarray, n_cond: int, out: Rollout, n_show: int) -> np.ndarray:
     """The video grid (T, H', W', 3) uint8 of conditioning frames + samples, ground truth first
     when `given` (B, T, C, H, W) in [0, 1] has frames past the first n_cond."""
+    if out.frames.ndim == 7:  # (B, K, N, ...): one row per video and action sequence
+        b, k = out.frames.shape[:2]
+        given = np.repeat(given, k, axis=0)
+        out = Rollout(frames=out.frames.reshape(b * k, *out.frames.shape[2:]), mu=out.mu, sigma=out.sigma, eps=out.eps)
     b, n, horizon = out.frames.shape[:3]
     n_show = min(n_show, n)
     length = n_cond + horizon

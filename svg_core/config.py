@@ -157,6 +157,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": dict(dataset="smmnist", n_past=5, n_future=10, batch_size=32, beta=1e-4,
                       num_digits=1, amp="bf16"),
     },
+    # Action-conditioned Push-T (recorded with `svg data pusht`), sized for a CPU: its planning
+    # calls roll out hundreds of futures per control step.
+    "pusht-small": {
+        "model": dict(backbone="dcgan", image_size=64, channels=3, width=16, g_dim=64, z_dim=8, rnn_size=128),
+        "train": dict(dataset="pusht", n_past=2, n_future=8, batch_size=32, beta=1e-4, amp="bf16"),
+    },
     "kth": {
         "model": dict(backbone="vgg", image_size=64, channels=1, z_dim=24),
         "train": dict(dataset="kth", n_past=10, n_future=10, batch_size=100, beta=1e-6),

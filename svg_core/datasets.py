@@ -107,13 +107,22 @@ def data_channels(cfg: RunConfig) -> int | None:
 
 
 def fit_to_data(cfg: RunConfig) -> RunConfig:
-    """cfg with the model's channels set to the data's (gray 1, RGB 3); unchanged for SM-MNIST."""
+    """cfg with the model's channels set to the data's (gray 1, RGB 3; unchanged for SM-MNIST), and
+    its actions (dimension, names, normalisation statistics) set to the data's."""
     channels = data_channels(cfg)
-    if channels is None or channels == cfg.model.channels:
+    if channels is not None and channels != cfg.model.channels:
+        log.info("the %s data have %d channel(s): model channels %d -> %d", cfg.train.dataset, channels,
+                 cfg.model.channels, channels)
+        cfg = with_overrides(cfg, channels=channels)
+    if parse_dataset(cfg.train.dataset)[0] == "smmnist":
         return cfg
-    log.info("the %s data have %d channel(s): model channels %d -> %d", cfg.train.dataset, channels,
-             cfg.model.channels, channels)
-    return with_overrides(cfg, channels=channels)
+    action_dim, names, mean, std = dataset_actions(cfg)
+    if action_dim != cfg.model.action_dim or (action_dim and not cfg.model.action_mean):
+        log.info("the %s data have %d-dimensional actions: model action_dim %d -> %d", cfg.train.dataset,
+                 action_dim, cfg.model.action_dim, action_dim)
+        cfg = with_overrides(cfg, action_dim=action_dim, action_names=list(names),
+                             action_mean=[float(v) for v in mean], action_std=[float(v) for v in std])
+    return cfg
 
 
 def _clips(cfg: RunConfig, split: str, family: str, path: str | None) -> Dataset:

@@ -168,8 +168,9 @@ class TrainingStep(nn.Module):
         super().__init__()
         self.model, self.n_past, self.beta = model, n_past, beta
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        terms = self.model.training_loss(x, self.n_past, self.beta, eps)
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None, actions: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        terms = self.model.training_loss(x, self.n_past, self.beta, eps, actions)
         return terms.loss, terms.mse, terms.kld
 
 

@@ -146,6 +146,7 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
         if step >= tc.steps:
             break
         x = batch["frames"].to(device, non_blocking=True)  # (B/N, T, C, H, W): this rank's slice
+        actions = batch["actions"].to(device, non_blocking=True) if cfg.model.has_actions else None  # (B/N, T-1, A)
         eps = None
         if cfg.model.has_latent:  # drawn for the global batch, so it does not depend on N
             eps = rank_slice(step_noise(tc.seed, step, tc.batch_size, tc.seq_len - 1, cfg.model.z_dim), info)
@@ -154,7 +155,7 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
             group["lr"] = lr_at(step, cfg)
         model.train()
         with autocast:
-            loss, mse, kld = step_fn(x, eps)
+            loss, mse, kld = step_fn(x, eps, actions)
         terms = reduce_step(info, loss, mse, kld, stop.requested)  # the same on every rank
         if not math.isfinite(terms.loss):
             kept = f"the checkpoint of step {saved_step} in {run_dir} is kept" if saved_step is not None \
@@ -220,11 +221,17 @@ def write_samples(model: SVG, cfg: RunConfig, out_dir: Path, step: int, n_videos
     tc = cfg.train
     data = build_dataset(cfg, split="sample")
     device = next(model.parameters()).device
-    x = torch.stack([data[i]["frames"] for i in range(n_videos)]).to(device)  # (V, T, C, H, W)
+    items = [data[i] for i in range(n_videos)]
+    x = torch.stack([item["frames"] for item in items]).to(device)  # (V, T, C, H, W)
+    ctx_actions = actions = None
+    if cfg.model.has_actions:  # the recorded actions: samples show the futures of what was done
+        a = torch.stack([item["actions"] for item in items]).to(device)  # (V, T-1, A)
+        ctx_actions, actions = a[:, :tc.n_past - 1], a[:, None, tc.n_past - 1:]
     gen = generate(model, x[:, :tc.n_past], horizon=x.shape[1] - tc.n_past, n_samples=n_samples,
-                   generator=torch.Generator().manual_seed(0))
+                   generator=torch.Generator().manual_seed(0), context_actions=ctx_actions, actions=actions)
     context = x[:, None, :tc.n_past].expand(-1, n_samples, -1, -1, -1, -1)
-    samples = torch.cat([context, gen.frames], dim=2)  # (V, N, T, C, H, W)
+    futures = gen.frames.reshape(len(x), n_samples, *gen.frames.shape[-4:])  # (V, N, T', C, H, W)
+    samples = torch.cat([context, futures], dim=2)  # (V, N, T, C, H, W)
     videos = torch.cat([x[:, None], samples], dim=1).float().cpu().numpy()
     grid = video_grid(videos, marked=tc.n_past)
     save_video(out_dir / f"step_{step:07d}.gif", grid)

@@ -204,14 +204,16 @@ class Predictor:
         return StepOutput(frame=frame, mu=mu, sigma=sigma)
 
     def sample(self, state: State, n_samples: int = 1, horizon: int | None = None, seed: int | None = None,
-               eps: np.ndarray | None = None, actions: np.ndarray | None = None) -> Rollout:
+               eps: np.ndarray | None = None, actions: np.ndarray | None = None, out: Rollout | None = None
+               ) -> Rollout:
         """Draw n_samples futures of horizon frames from a state of batch B (left unchanged).
 
         An action-conditioned model takes K candidate action sequences, actions (B, K, horizon, A)
         (horizon defaults to theirs): frames (B, K, N, horizon, C, H, W), all B*K*N futures in one
         batched rollout. eps (B, N, horizon, z_dim) -- (B, K, N, horizon, z_dim) with actions --
         fixes the noise; else it is drawn from default_rng(seed) (or the Predictor's generator
-        when seed is None)."""
+        when seed is None). out: a Rollout of an earlier call of the same shapes, whose arrays are
+        overwritten instead of allocating new ones (planning loops)."""
         b, n, z = state.batch, n_samples, self.spec.latent_dim
         if actions is not None and horizon is None:
             horizon = np.shape(actions)[2] if np.ndim(actions) == 4 else None
@@ -227,16 +229,23 @@ class Predictor:
         if acts is not None:  # (H, B*K*N, A), the N samples of one sequence adjacent
             acts_t = np.ascontiguousarray(np.moveaxis(np.repeat(acts, n, axis=1), 2, 0)).reshape(horizon, b * m, -1)
         bufs = self._rollout_buffers(state, m)
-        frames = np.empty((*lead, horizon, *self.spec.frame_shape), np.float32)
-        mu = np.zeros((*lead, horizon, z), np.float32)
-        logvar = np.zeros((*lead, horizon, z), np.float32)
+        frame_shape = (*lead, horizon, *self.spec.frame_shape)
+        if out is not None and out.frames.shape == frame_shape and out.mu.shape == (*lead, horizon, z):
+            frames, mu, logvar = out.frames, out.mu, out.sigma  # sigma holds logvar until the end
+            mu.fill(0.0)
+            logvar.fill(0.0)
+        else:
+            frames = np.empty(frame_shape, np.float32)
+            mu = np.zeros((*lead, horizon, z), np.float32)
+            logvar = np.zeros((*lead, horizon, z), np.float32)
         for t in range(horizon):
             out = self.backend.step(bufs, eps_t[t] if z else None, None if acts_t is None else acts_t[t])
             frames[..., t, :, :, :] = out["x_next"].reshape(*lead, *self.spec.frame_shape)
             if self.spec.has_prior:
                 mu[..., t, :] = out["mu"].reshape(*lead, z)
                 logvar[..., t, :] = out["logvar"].reshape(*lead, z)
-        return Rollout(frames=frames, mu=mu, sigma=np.exp(0.5 * logvar), eps=eps)
+        sigma = np.exp(0.5 * logvar, out=logvar)
+        return Rollout(frames=frames, mu=mu, sigma=sigma, eps=eps)
 
     def _rollout_buffers(self, state: State, m: int) -> Buffers:
         """Pooled buffers of batch B * m holding state's entries, each repeated m times."""

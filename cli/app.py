@@ -32,6 +32,7 @@ def main() -> None:
 # light: torch loads inside the commands that need it.
 from svg_cli import (  # noqa: E402, F401, I001
     bench,
+    control,
     data,
     data_pusht,
     data_real,

@@ -51,6 +51,9 @@ def train(
                                        "itself through torchrun; --batch-size is the global batch.")] = 1,
     config: Annotated[Path | None, typer.Option(help="JSON file with {'model': {...}, 'train': {...}} "
                                                 "options (e.g. a run's config.json).")] = None,
+    use_actions: Annotated[bool, typer.Option("--actions/--no-actions",
+                                              help="Condition the model on the data's actions when it has them "
+                                              "(--no-actions: an unconditional model of the same videos).")] = True,
     resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int | None, typer.Option(help="Random seed (data and initialisation).")] = None,
@@ -77,7 +80,7 @@ def train(
         else:
             cfg = make_preset(preset or _default_preset(overrides["dataset"]), **overrides)
         if not resume:  # the model's channels follow the data (a resumed run keeps its checkpoint's)
-            cfg = _fit_channels(cfg)
+            cfg = _fit_channels(cfg, use_actions)
         if nproc != 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: start it
             from svg_core.distributed import DistInfo, check_batch_split, relaunch_with_torchrun
 
@@ -123,10 +126,10 @@ def _default_preset(dataset: str) -> str:
     return family
 
 
-def _fit_channels(cfg):
+def _fit_channels(cfg, use_actions: bool = True):
     from svg_core.datasets import fit_to_data
 
-    fitted = fit_to_data(cfg)
+    fitted = fit_to_data(cfg, use_actions)
     if fitted.model.channels != cfg.model.channels:
         typer.echo(f"note: the data have {fitted.model.channels} channel(s): the model takes "
                    f"{fitted.model.channels} (the preset had {cfg.model.channels})", err=True)

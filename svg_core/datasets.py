@@ -106,9 +106,10 @@ def data_channels(cfg: RunConfig) -> int | None:
     return int(load_index(store_dir(family, path))["channels"])
 
 
-def fit_to_data(cfg: RunConfig) -> RunConfig:
+def fit_to_data(cfg: RunConfig, use_actions: bool = True) -> RunConfig:
     """cfg with the model's channels set to the data's (gray 1, RGB 3; unchanged for SM-MNIST), and
-    its actions (dimension, names, normalisation statistics) set to the data's."""
+    its actions (dimension, names, normalisation statistics) set to the data's (none with
+    use_actions=False: an unconditional model of the same videos)."""
     channels = data_channels(cfg)
     if channels is not None and channels != cfg.model.channels:
         log.info("the %s data have %d channel(s): model channels %d -> %d", cfg.train.dataset, channels,
@@ -116,6 +117,8 @@ def fit_to_data(cfg: RunConfig) -> RunConfig:
         cfg = with_overrides(cfg, channels=channels)
     if parse_dataset(cfg.train.dataset)[0] == "smmnist":
         return cfg
+    if not use_actions:
+        return with_overrides(cfg, action_dim=0, action_names=[], action_mean=[], action_std=[])
     action_dim, names, mean, std = dataset_actions(cfg)
     if action_dim != cfg.model.action_dim or (action_dim and not cfg.model.action_mean):
         log.info("the %s data have %d-dimensional actions: model action_dim %d -> %d", cfg.train.dataset,

@@ -27,6 +27,8 @@ ACTION_MODELS = {
     "lp_act": dict(kind="lp", backbone="dcgan", action_dim=2, action_mean=(256.0, 250.0), action_std=(90.0, 110.0),
                    action_names=("target_x", "target_y")),
     "fp_act": dict(kind="fp", backbone="dcgan", action_dim=2, action_prior=False, last_frame_skip=True),
+    "pusht_act": dict(kind="lp", backbone="dcgan", channels=3, action_dim=2, action_mean=(256.0, 256.0),
+                      action_std=(150.0, 150.0), action_names=("target_x", "target_y")),
 }
 
 

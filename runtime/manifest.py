@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from svg_runtime.errors import SVGRuntimeError
+from svg_runtime.kinds import ModelKind
 
 FORMAT = "svg-video-bundle"
 SCHEMA_VERSION = 1
@@ -22,20 +23,6 @@ MANIFEST_NAME = "manifest.json"
 BATCH_AXIS = "batch"  # the symbolic name of axis 0 of every input and output
 GRAPHS = ("encoder", "posterior", "prior", "predictor", "decoder", "condition", "step")
 RUNTIME_GRAPHS = ("encoder", "condition", "step")  # what the Predictor loads
-
-
-class ModelKind:
-    """What a model kind implies (lp: learned prior, fp: fixed N(0, I) prior, det: no latent)."""
-
-    kind: str
-
-    @property
-    def has_latent(self) -> bool:
-        return self.kind != "det"
-
-    @property
-    def has_prior(self) -> bool:
-        return self.kind == "lp"
 
 
 @dataclass(frozen=True)

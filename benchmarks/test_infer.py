@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from svg_core.bench_runners import CellRunner, FusedRunner, Runner, TorchRunner
+from svg_bench.runners import CellRunner, FusedRunner, Runner, TorchRunner
 from svg_core.checkpoint import save_checkpoint
 from svg_core.config import ModelConfig, RunConfig
 from svg_core.model import SVG

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from svg_core.bench_train import make_train_step
+from svg_bench.train import make_train_step
 
 
 @pytest.mark.parametrize("width", [64, 16])

@@ -44,7 +44,7 @@ def bench(
 
 def _bench_infer(bundles: list[Path], batch: str, steps: int, checkpoint: Path | None, threads: int | None,
                  json_out: Path | None) -> None:
-    from svg_core.bench_infer import InferBenchOptions, format_summary, format_table, run_bench
+    from svg_bench.infer import InferBenchOptions, format_summary, format_table, run_bench
     from svg_core.checkpoint import atomic_write_text
 
     try:
@@ -68,7 +68,7 @@ def _bench_train(widths: tuple[int, ...], batch_size: int, steps: int, warmup: i
                  json_out: Path | None) -> None:
     import torch
 
-    from svg_core.bench_train import format_table, rows_as_dicts, run_train_bench
+    from svg_bench.train import format_table, rows_as_dicts, run_train_bench
     from svg_core.distributed import resolve_device
 
     if batch_size < 1 or steps < 1 or warmup < 0:

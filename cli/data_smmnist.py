@@ -24,7 +24,7 @@ def smmnist(
 ) -> None:
     """Build a fixed SM-MNIST test set (frames uint8, digit positions, bounces) from MNIST test digits."""
     with fail_on_error():
-        from svg_core.evaluation.runner import build_smmnist_test_set
+        from svg_core.data.smmnist import build_smmnist_test_set
 
         path = build_smmnist_test_set(out, num_digits=num_digits, length=length, count=count, seed=seed,
                                       digits=digits, image_size=image_size)

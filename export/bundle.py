@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import platform
 import shutil
 import tempfile
@@ -26,8 +25,8 @@ from svg_core.model import SVG
 from svg_export import verify
 from svg_export.cells import Cell, export_model, model_spec
 from svg_export.onnx_export import MAX_OPSET, export_cell
-from svg_runtime.atomic import atomic_write_text
-from svg_runtime.backends import sha256_file
+from svg_runtime.atomic import atomic_write_text, replace_dir
+from svg_runtime.hashing import sha256_file
 from svg_runtime.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, ModelSpec, validate_manifest
 from svg_runtime.version import __version__
 
@@ -104,7 +103,7 @@ def export_bundle(opts: ExportOptions) -> dict[str, Any]:
         manifest["export"]["seconds"] = round(time.perf_counter() - start, 2)
         validate_manifest(manifest)
         atomic_write_text(staging / MANIFEST_NAME, _json(manifest))
-        _move_into_place(staging, out)
+        replace_dir(staging, out)  # an old bundle (--force) is swapped out, then deleted
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -172,17 +171,6 @@ def _manifest(model: SVG, spec: ModelSpec, opts: ExportOptions, graphs: dict, ck
                      "python": platform.python_version()},
         "tensorrt": None,
     }
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename staging to out; an old bundle (--force) is moved aside first and deleted after."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / "bundle")
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _json(manifest: dict[str, Any]) -> str:

@@ -36,7 +36,8 @@ from svg_export import verify
 from svg_export.cells import Cell, export_model, model_spec
 from svg_export.onnx_export import check_graph, export_cell
 from svg_export.phase_conv import phase_model
-from svg_runtime.backends import OrtBackend, sha256_file
+from svg_runtime.backends import OrtBackend
+from svg_runtime.hashing import sha256_file
 from svg_runtime.manifest import ACTION, ModelSpec, graph_io
 from svg_runtime.predictor import Predictor
 

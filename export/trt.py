@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from svg_core.errors import SVGError
-from svg_runtime.backends import sha256_file
+from svg_runtime.hashing import sha256_file
 from svg_runtime.manifest import RUNTIME_GRAPHS, GraphIO, ModelSpec, graph_io
 from svg_runtime.trt_backend import gpu_name, import_tensorrt
 

@@ -1,7 +1,8 @@
 """Atomic file writes: readers see the old file or the new one, never a partial one.
 
-Used for everything the project writes (checkpoints, manifests, test sets, pictures), importable
-without torch.
+Used for everything the project writes (checkpoints, manifests, test sets, pictures, bundles and
+clip stores), importable without torch. Part of the runtime's base layer (docs/design.md): every
+package may import it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
+
+from svg_runtime.errors import SVGRuntimeError
 
 
 @contextlib.contextmanager
@@ -49,6 +54,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], *, compress: bool = True) -> Path:
+    """Write named arrays to an .npz atomically, readable with allow_pickle=False; returns the path.
+
+    compress=False writes a plain np.savez archive (faster to write and read, larger).
+    """
+    path = Path(path)
+    for key, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise SVGRuntimeError(f"array {key!r} has dtype object, which cannot be saved without pickle")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        (np.savez_compressed if compress else np.savez)(f, **arrays)
+    return path
+
+
+def replace_dir(staging: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Move a finished directory into place: rename staging to out (same filesystem).
+
+    An existing out is first renamed into a hidden directory beside it and deleted after the swap, so
+    readers see the old directory or the new one, and a crash leaves at worst a hidden leftover.
+    """
+    staging, out = Path(staging), Path(out)
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.replace(out, old / out.name)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `path`; when the block succeeds, move it into place.
@@ -66,11 +102,6 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     try:
         yield tmp
         os.chmod(tmp, 0o755)  # mkdtemp creates 0700 folders
-        trash = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
-        if trash is not None:
-            os.replace(path, trash)
-        os.replace(tmp, path)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,7 +8,6 @@ sets allocated once per state and swapped after every step (ping-pong); tensors 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from svg_runtime.errors import SVGRuntimeError
+from svg_runtime.hashing import sha256_file
 from svg_runtime.manifest import ACTION, RUNTIME_GRAPHS, GraphIO, ModelSpec, feedback, graph_io
 
 log = logging.getLogger("svg")
@@ -66,14 +66,6 @@ class Backend(Protocol):
         """One fused step in place (action (B, A): an action-conditioned model's input); returns
         x_next (and mu, logvar for LP) as host arrays that stay valid until the next step on these
         buffers."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def graph_file(bundle: Path, manifest: dict[str, Any], graph: str, key: str = "file") -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from svg_runtime.errors import SVGRuntimeError
+from svg_runtime.kinds import ModelKind
 
 FORMAT = "svg-video-bundle"
 SCHEMA_VERSION = 1
@@ -27,31 +28,6 @@ GRAPHS = ("encoder", "posterior", "prior", "predictor", "decoder", "condition", 
 RUNTIME_GRAPHS = ("encoder", "condition", "step")  # what the Predictor loads
 LSTM_MODULES = ("posterior", "prior", "predictor")
 ACTION = "action"  # the input name of an action (B, A) in condition and step
-
-
-class ModelKind:
-    """What a model kind implies (lp: learned prior, fp: fixed N(0, I) prior, det: no latent)."""
-
-    kind: str
-    action_dim: int
-    action_prior: bool
-
-    @property
-    def has_latent(self) -> bool:
-        return self.kind != "det"
-
-    @property
-    def has_prior(self) -> bool:
-        return self.kind == "lp"
-
-    @property
-    def has_actions(self) -> bool:
-        return self.action_dim > 0
-
-    @property
-    def prior_takes_action(self) -> bool:
-        """The learned prior's input is [h, a] (LP with actions and action_prior)."""
-        return self.has_prior and self.has_actions and self.action_prior
 
 
 @dataclass(frozen=True)

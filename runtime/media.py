@@ -1,4 +1,4 @@
-"""Video grids and files (GIF, MP4, PNG, NPZ) with numpy, imageio and Pillow only (no torch)."""
+"""Video grids and files (GIF, MP4, PNG) with numpy, imageio and Pillow only (no torch)."""
 
 from __future__ import annotations
 
@@ -83,16 +83,6 @@ def save_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 4.0) ->
         except ImportError as e:
             raise SVGRuntimeError(f"writing {path.name} needs PyAV: `pip install av`, or write a .gif") from e
     raise ValueError(f"unsupported video file {path.name}: use .gif or .mp4")
-
-
-def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """Write named arrays to an uncompressed .npz (readable with allow_pickle=False), atomically."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    return _atomic(Path(path), write)
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from svg_runtime.atomic import save_npz
 from svg_runtime.context import conform_frames, load_actions, load_context
 from svg_runtime.errors import SVGRuntimeError
-from svg_runtime.media import save_arrays, save_video, video_grid
+from svg_runtime.media import save_video, video_grid
 from svg_runtime.predictor import Predictor, Rollout
 
 log = logging.getLogger("svg")
@@ -124,8 +125,8 @@ def run_rollout(opts: RolloutOptions) -> RolloutReport:
     for path in opts.outputs():
         if path.suffix.lower() == ".npz":
             extra = {} if actions is None else {"actions": actions}
-            save_arrays(path, frames=out.frames, mu=out.mu, sigma=out.sigma, eps=out.eps,
-                        context=given[:, :n_cond], seed=np.int64(seed), **extra)
+            save_npz(path, {"frames": out.frames, "mu": out.mu, "sigma": out.sigma, "eps": out.eps,
+                            "context": given[:, :n_cond], "seed": np.int64(seed), **extra}, compress=False)
         else:
             save_video(path, rollout_grid(given, n_cond, out, opts.n_show), fps=opts.fps)
         report.written.append(path)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svg_core.errors import SVGError
-from svg_runtime.manifest import ModelKind
+from svg_runtime.kinds import ModelKind
 
 MODEL_KINDS = ("lp", "fp", "det")
 BACKBONES = ("dcgan", "vgg")

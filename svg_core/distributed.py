@@ -1,12 +1,11 @@
-"""Multi-process training (DDP): process group, per-rank data and noise, agreement between ranks.
+"""Multi-process training (DDP): the process group, this process's rank and device, per-rank
+slices, agreement between ranks, and the torchrun relaunch.
 
 Launch with `torchrun --nproc-per-node N -m svg_cli train ...`, or `svg train --nproc N`, which
 re-launches itself through torch.distributed.run. NCCL on GPUs (one per process), gloo on CPU.
 
-The global batch of step s is always dataset items s*B .. s*B+B-1 and its posterior noise a pure
-function of (seed, s); process r of N takes the r-th contiguous slice of B/N items. So the global
-batch does not depend on N, and a run resumed with another number of processes continues on
-exactly the data and noise it would have seen.
+Which items and noise each step sees is svg_core.batches' (the same on 1 or N processes); the
+training step module (DDP-wrapped when distributed) is svg_core.step's.
 """
 
 from __future__ import annotations
@@ -16,19 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 
-from svg_core.config import TrainConfig
 from svg_core.errors import SVGError
-from svg_core.model import SVG
-from svg_core.sync_bn import convert_sync_batchnorm
 
 log = logging.getLogger("svg")
 
@@ -92,27 +86,6 @@ def check_batch_split(batch_size: int, info: DistInfo) -> int:
     return batch_size // info.world_size
 
 
-class StepBatches:
-    """Batch sampler: this rank's item indices of steps start, start+1, ... (never ends)."""
-
-    def __init__(self, start_step: int, batch_size: int, rank: int = 0, world_size: int = 1):
-        self.start_step, self.batch_size = start_step, batch_size
-        self.rank, self.world_size = rank, world_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        per_rank, step = self.batch_size // self.world_size, self.start_step
-        while True:
-            first = step * self.batch_size + self.rank * per_rank
-            yield list(range(first, first + per_rank))
-            step += 1
-
-
-def step_noise(seed: int, step: int, batch_size: int, n_steps: int, z_dim: int) -> torch.Tensor:
-    """Posterior noise of the whole global batch of `step`, shape = (B, n_steps, z_dim)."""
-    key = int(np.random.SeedSequence([seed, step, 0x5E]).generate_state(1, np.uint64)[0])
-    return torch.randn(batch_size, n_steps, z_dim, generator=torch.Generator().manual_seed(key))
-
-
 def rank_slice(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """This rank's contiguous part of a global-batch tensor (axis 0)."""
     per_rank = x.shape[0] // info.world_size
@@ -159,39 +132,6 @@ def run_on_main(info: DistInfo, fn: Callable[..., object], *args: object) -> Non
             raise SVGError("the main process (rank 0) failed to save a checkpoint: see its error message")
     if error is not None:
         raise error
-
-
-class TrainingStep(nn.Module):
-    """The model's training loss as forward(x, eps) -> (loss, mse, kld): what DDP and compile wrap."""
-
-    def __init__(self, model: SVG, n_past: int, beta: float):
-        super().__init__()
-        self.model, self.n_past, self.beta = model, n_past, beta
-
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None, actions: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        terms = self.model.training_loss(x, self.n_past, self.beta, eps, actions)
-        return terms.loss, terms.mse, terms.kld
-
-
-def prepare_model(model: SVG, tc: TrainConfig, info: DistInfo) -> SVG:
-    """SyncBatchNorm and channels_last applied in place (Parameters kept: build the optimizer after)."""
-    if tc.sync_bn and info.distributed:
-        convert_sync_batchnorm(model, info.device.type)
-    if tc.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def wrap_step(model: SVG, tc: TrainConfig, info: DistInfo) -> nn.Module:
-    """The module the loop calls: the loss wrapper, under DDP when distributed, compiled on request."""
-    step: nn.Module = TrainingStep(model, tc.n_past, tc.beta)
-    if info.distributed:
-        ids = [info.device.index] if info.device.type == "cuda" else None
-        step = nn.parallel.DistributedDataParallel(step, device_ids=ids)
-    if tc.compile:
-        step = torch.compile(step)
-    return step
 
 
 def torchrun_command(nproc: int, cli_args: list[str]) -> list[str]:

@@ -3,7 +3,7 @@
 Batch `step` is always made of dataset items step*B .. step*B+B-1, every dataset item is a pure
 function of (seed, index) and the posterior noise of a step a pure function of (seed, step). So a
 run interrupted and resumed from a checkpoint matches an uninterrupted one, also when resumed with
-another number of processes (see svg_core.distributed). Only the main process (rank 0) writes
+another number of processes (see svg_core.batches). Only the main process (rank 0) writes
 checkpoints, metrics and samples.
 
 BatchNorm takes its training statistics over the B*T frames a process encodes in one call. Under
@@ -19,13 +19,13 @@ import math
 import os
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from svg_core.batches import StepBatches, step_noise
 from svg_core.checkpoint import (
     CHECKPOINT_NAME,
     build_model,
@@ -38,23 +38,20 @@ from svg_core.curves import plot_training_curves, read_metrics
 from svg_core.datasets import build_dataset
 from svg_core.distributed import (
     DistInfo,
-    StepBatches,
     StepStats,
     check_batch_split,
     init_distributed,
-    prepare_model,
     rank_slice,
     reduce_step,
     resolve_device,
     run_on_main,
     shutdown_distributed,
-    step_noise,
-    wrap_step,
 )
 from svg_core.errors import SVGError
 from svg_core.faults import StopOnSignal, all_finite
 from svg_core.model import SVG
 from svg_core.sampling import generate
+from svg_core.step import amp_context, grad_scaler, prepare_model, wrap_step
 
 log = logging.getLogger("svg")
 
@@ -105,13 +102,6 @@ def lr_at(step: int, cfg: RunConfig) -> float:
     return cfg.train.lr
 
 
-def _amp(amp: str, device: torch.device) -> tuple[object, torch.amp.GradScaler]:
-    """The autocast context and the gradient scaler (a no-op unless fp16) for --amp."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-    return autocast, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-
-
 def train(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train (or continue training) a model into run_dir until cfg.train.steps.
 
@@ -136,7 +126,7 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
     dataset = build_dataset(cfg, split="train")
     loader = DataLoader(dataset, batch_sampler=StepBatches(step, tc.batch_size, info.rank, info.world_size),
                         num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
-    autocast, scaler = _amp(tc.amp, device)
+    autocast, scaler = amp_context(tc.amp, device), grad_scaler(tc.amp, device)
     if info.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training on %d process(es), %s, global batch %d", info.world_size, device, tc.batch_size)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from svg_runtime.backends import sha256_file
+from svg_runtime.hashing import sha256_file
 from svg_runtime.manifest import RUNTIME_GRAPHS
 
 

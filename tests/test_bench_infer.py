@@ -10,10 +10,10 @@ import torch
 from bundle_fixtures import TINY, get_bundle
 from typer.testing import CliRunner
 
+from svg_bench.flops import onnx_flops
+from svg_bench.infer import InferBenchOptions, format_table, run_bench
 from svg_cli.app import app
-from svg_core.bench_infer import InferBenchOptions, format_table, run_bench
 from svg_core.errors import SVGError
-from svg_core.flops import onnx_flops
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from svg_bench.train import per_frame_loss
 from svg_cli.app import app
-from svg_core.bench_train import per_frame_loss
 from svg_core.config import ModelConfig
 from svg_core.model import SVG
 
@@ -42,7 +42,7 @@ def test_cli_bench_needs_a_bundle_or_train(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench"])
     assert result.exit_code == 1 and "give an exported BUNDLE" in result.output
     try:
-        import svg_core.bench_infer  # noqa: F401
+        import svg_bench.infer  # noqa: F401
     except ImportError:
         result = CliRunner().invoke(app, ["bench", str(tmp_path)])
         assert result.exit_code == 1 and "inference benchmark not available yet" in result.output

@@ -20,14 +20,13 @@ import pytest
 import torch
 from torch import nn
 
+from svg_core.batches import StepBatches, step_noise
 from svg_core.checkpoint import load_checkpoint
 from svg_core.config import ModelConfig, RunConfig, TrainConfig
 from svg_core.distributed import (
     DistInfo,
-    StepBatches,
     check_batch_split,
     rank_slice,
-    step_noise,
     torchrun_command,
 )
 from svg_core.errors import SVGError

@@ -19,7 +19,7 @@ from svg_export.bundle import ExportOptions, export_bundle
 from svg_export.cells import Cell, export_model
 from svg_export.onnx_export import FORBIDDEN_OPS, graph_violations
 from svg_runtime import Predictor
-from svg_runtime.backends import sha256_file
+from svg_runtime.hashing import sha256_file
 from svg_runtime.manifest import BATCH_AXIS, ModelSpec, graph_io
 
 

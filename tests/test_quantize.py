@@ -13,10 +13,10 @@ import torch
 from bundle_fixtures import get_bundle
 from typer.testing import CliRunner
 
+from svg_bench.flops import onnx_flops
 from svg_cli.app import app
 from svg_core.errors import SVGError
 from svg_core.evaluation.metrics import ssim
-from svg_core.flops import onnx_flops
 from svg_export.bundle import ExportOptions
 from svg_export.phase_conv import MatmulConv2d, MatmulConvTranspose2d, PhaseConvTranspose2d
 from svg_export.quantize import SSIM_THRESHOLD, quantize_bundle, synthetic_frames

@@ -239,7 +239,7 @@ def test_graph_that_onnxruntime_cannot_load(lp, tmp_path):
     b = _copy_bundle(lp, tmp_path)
     manifest = json.loads((b / MANIFEST_NAME).read_text())
     (b / "step.onnx").write_bytes(b"not an onnx file")
-    from svg_runtime.backends import sha256_file
+    from svg_runtime.hashing import sha256_file
 
     manifest["graphs"]["step"]["sha256"] = sha256_file(b / "step.onnx")  # passes the checksum
     (b / MANIFEST_NAME).write_text(json.dumps(manifest))

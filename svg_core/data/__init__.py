@@ -7,21 +7,23 @@ from typing import Any
 from svg_core.data.digits import download_mnist, load_digits, load_idx_dir, read_idx_images
 from svg_core.data.smmnist import (
     SMMNISTConfig,
+    build_smmnist_test_set,
     config_of,
     generate_batch,
     generate_sequence,
     load_npz,
     make_test_set,
     resize_digits,
-    save_npz,
     sequence_rng,
     simulate_trajectories,
     velocity_distribution,
 )
+from svg_runtime.atomic import save_npz  # the one .npz writer, re-exported here for data users
 
 __all__ = [
     "SMMNISTConfig",
     "SMMNISTDataset",
+    "build_smmnist_test_set",
     "config_of",
     "download_mnist",
     "generate_batch",

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from svg_core.errors import SVGError
+from svg_runtime.atomic import replace_dir
 
 log = logging.getLogger("svg")
 
@@ -130,13 +131,7 @@ class ClipWriter:
             app.close()
         index = {**self.meta, **meta, "n_frames": self._frames.rows, "videos": self.videos}
         (self.tmp / INDEX_NAME).write_text(json.dumps(index, indent=1))
-        trash = None
-        if self.out.exists():  # --overwrite: move the old store aside, swap, then delete it
-            trash = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, trash)
-        os.replace(self.tmp, self.out)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        replace_dir(self.tmp, self.out)  # --overwrite: the old store is swapped out, then deleted
         self.committed = True
         log.info("wrote %d videos (%d frames) to %s", len(self.videos), self._frames.rows, self.out)
         return self.out

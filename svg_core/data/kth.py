@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from svg_core.data.clips import ClipWriter, check_output, load_index, open_frames
-from svg_core.data.smmnist import save_npz
 from svg_core.data.videos import RESIZE_MODES, read_video
 from svg_core.errors import SVGError
+from svg_runtime.atomic import save_npz
 
 log = logging.getLogger("svg")
 

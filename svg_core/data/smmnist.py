@@ -44,7 +44,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from svg_core.errors import SVGError
-from svg_runtime.atomic import atomic_path
+from svg_runtime.atomic import save_npz
 
 VELOCITY_KINDS = ("uniform", "nonuniform")
 CHANNEL_CHOICES = (1, 3)
@@ -285,16 +285,16 @@ def config_of(data: dict[str, np.ndarray]) -> SMMNISTConfig:
     return SMMNISTConfig.from_dict(json.loads(str(data["config"])))
 
 
-def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Write arrays with np.savez_compressed, atomically (temp file + os.replace); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for key, value in arrays.items():
-        if np.asarray(value).dtype == object:
-            raise SVGError(f"array {key!r} has dtype object, which cannot be saved without pickle")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    return path
+def build_smmnist_test_set(out: str | os.PathLike, *, num_digits: int = 2, length: int = 25, count: int = 5000,
+                           seed: int = 42, digits: str | None = None, image_size: int = 64) -> Path:
+    """A fixed SM-MNIST test set from MNIST TEST digits, reproducible by seed; returns its path."""
+    from svg_core.data.digits import load_digits
+
+    if count < 1:
+        raise SVGError(f"--count must be >= 1, got {count}")
+    cfg = SMMNISTConfig(image_size=image_size, num_digits=num_digits, seq_len=length)
+    data = make_test_set(load_digits(digits, split="test"), cfg, count, seed)
+    return save_npz(out, data)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

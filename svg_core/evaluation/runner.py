@@ -1,4 +1,4 @@
-"""What the `svg eval*` and `svg data smmnist` commands run: load, evaluate, write files and figures.
+"""What the `svg eval*` commands run: load, evaluate, write files and figures.
 
 Output of `run_eval` (one directory per evaluated run):
     results.json   the numbers, the options that produced them, the model and the test set
@@ -19,27 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from svg_core.data.smmnist import SMMNISTConfig, config_of, load_npz, make_test_set, save_npz
+from svg_core.data.smmnist import SMMNISTConfig, config_of, load_npz
 from svg_core.errors import SVGError
 from svg_core.evaluation import figures
 from svg_core.evaluation.protocol import EvalOptions, EvalOutput, evaluate
 from svg_core.evaluation.samplers import load_sampler
-from svg_runtime.atomic import atomic_write_text
-from svg_runtime.backends import sha256_file
+from svg_runtime.atomic import atomic_write_text, save_npz
+from svg_runtime.hashing import sha256_file
 
 log = logging.getLogger("svg")
-
-
-def build_smmnist_test_set(out: str | os.PathLike, *, num_digits: int = 2, length: int = 25, count: int = 5000,
-                           seed: int = 42, digits: str | None = None, image_size: int = 64) -> Path:
-    """A fixed SM-MNIST test set from MNIST TEST digits, reproducible by seed; returns its path."""
-    from svg_core.data.digits import load_digits
-
-    if count < 1:
-        raise SVGError(f"--count must be >= 1, got {count}")
-    cfg = SMMNISTConfig(image_size=image_size, num_digits=num_digits, seq_len=length)
-    data = make_test_set(load_digits(digits, split="test"), cfg, count, seed)
-    return save_npz(out, data)
 
 
 def load_test_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
@@ -177,11 +165,10 @@ def run_trajectories(model_path: str | os.PathLike, out_dir: str | os.PathLike, 
     """
     from svg_core.data.digits import load_digits
     from svg_core.evaluation import trajectories as tr
-    from svg_core.evaluation.samplers import TorchSampler
 
     out_dir = Path(out_dir)
     sampler = load_sampler(model_path, device)
-    cfg_run = getattr(sampler, "config", None)
+    cfg_run = sampler.config
     if cfg_run is None or cfg_run.train.dataset != "smmnist":
         raise SVGError("trajectory analyses need an SM-MNIST checkpoint (run directory), not a bundle or another dataset")
     n_past, n_digits_model = cfg_run.train.n_past, cfg_run.train.num_digits
@@ -189,7 +176,7 @@ def run_trajectories(model_path: str | os.PathLike, out_dir: str | os.PathLike, 
     base = SMMNISTConfig(image_size=cfg_run.model.image_size, num_digits=n_digits_model,
                          channels=cfg_run.model.channels, seq_len=sigma_length)
     report: dict[str, Any] = {"model": sampler.describe(), "seed": seed, "n_past": n_past}
-    if isinstance(sampler, TorchSampler) and sampler.kind == "lp":
+    if sampler.has_prior_sigma:
         sig = tr.sigma_at_bounces(sampler, bank, base, sigma_trajectories, sigma_videos, n_past, seed)
         figures.plot_sigma(sig["series"], out_dir / "sigma.png",
                            title=f"learned prior sigma (mean over z) on {sigma_videos} videos with synchronised motion")

@@ -13,14 +13,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from svg_core.errors import SVGError
+from svg_runtime.manifest import MANIFEST_NAME
+
+if TYPE_CHECKING:
+    from svg_core.config import RunConfig
 
 log = logging.getLogger("svg")
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass
@@ -40,8 +43,13 @@ class Sampler(Protocol):
     frame_shape: tuple[int, int, int]  # (C, H, W)
     n_past: int | None  # conditioning frames used in training, when known
     train_horizon: int | None  # n_past + n_future used in training, when known
+    config: RunConfig | None  # the training run's full config (checkpoints only: a bundle has no dataset options)
+    has_prior_sigma: bool  # whether prior_sigma_on_frames can run (an SVG-LP checkpoint)
 
     def sample(self, context: np.ndarray, eps: np.ndarray) -> SampleBatch: ...
+
+    def prior_sigma_on_frames(self, frames: np.ndarray) -> np.ndarray:
+        """The learned prior's sigma (B, T-1, z) when fed true frames (B, T, C, H, W)."""
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -73,6 +81,7 @@ class TorchSampler:
         self.kind, self.z_dim = m.kind, (m.z_dim if m.has_latent else 0)
         self.frame_shape = (m.channels, m.image_size, m.image_size)
         self.n_past, self.train_horizon = t.n_past, t.n_past + t.n_future
+        self.has_prior_sigma = self.kind == "lp"
 
     def sample(self, context: np.ndarray, eps: np.ndarray) -> SampleBatch:
         import torch
@@ -126,6 +135,8 @@ class BundleSampler:
         spec = self.predictor.spec
         self.kind, self.z_dim, self.frame_shape = spec.kind, spec.latent_dim, spec.frame_shape
         self.n_past, self.train_horizon = _bundle_training_horizon(self.predictor.manifest, self.path)
+        self.config = None  # the manifest keeps the train options, not the run's dataset config
+        self.has_prior_sigma = False  # the step graph fuses the prior into the sampling step
 
     def sample(self, context: np.ndarray, eps: np.ndarray) -> SampleBatch:
         state = self.predictor.observe(np.ascontiguousarray(context, np.float32))
@@ -165,7 +176,7 @@ def is_bundle(path: str | os.PathLike) -> bool:
     return (Path(path) / MANIFEST_NAME).is_file()
 
 
-def load_sampler(path: str | os.PathLike, device: str = "cpu") -> TorchSampler | BundleSampler:
+def load_sampler(path: str | os.PathLike, device: str = "cpu") -> Sampler:
     """A run directory or checkpoint file -> TorchSampler; a bundle directory (manifest.json) -> BundleSampler."""
     p = Path(path)
     if not p.exists():

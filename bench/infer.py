@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from svg_bench.flops import matmul_peak, onnx_flops, ort_matmul_peak, torch_flops
+from svg_bench.runners import Runner, make_runners
 from svg_core import sampling
-from svg_core.bench_runners import Runner, make_runners
 from svg_core.checkpoint import load_model
 from svg_core.errors import SVGError
-from svg_core.flops import matmul_peak, onnx_flops, ort_matmul_peak, torch_flops
 from svg_core.model import SVG
 from svg_runtime.manifest import ModelSpec, read_manifest
 

@@ -10,13 +10,13 @@ Adam step on the same model and random frames (data loading is not timed).
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
 
 from svg_core.config import ModelConfig
 from svg_core.model import SVG, gaussian_kl
+from svg_core.step import amp_context
 
 LOOPS = ("per-frame", "batched")
 
@@ -93,7 +93,7 @@ def make_train_step(width: int, loop: str, *, batch_size: int = 16, n_past: int 
     t_len = n_past + n_future
     x = torch.rand(batch_size, t_len, 1, 64, 64, device=device)  # (B, T, C, H, W)
     eps = torch.randn(batch_size, t_len - 1, model.cfg.z_dim, device=device)
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
+    autocast = amp_context(amp, device)  # the training loop's own autocast
 
     def step() -> None:
         with autocast:

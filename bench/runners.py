@@ -20,7 +20,8 @@ import torch
 from svg_core import sampling
 from svg_core.model import SVG
 from svg_runtime.backends import graph_file
-from svg_runtime.manifest import ModelSpec, feedback, graph_io, read_manifest
+from svg_runtime.errors import SVGRuntimeError
+from svg_runtime.manifest import ModelSpec, feedback, graph_io, is_skip, read_manifest
 from svg_runtime.predictor import Predictor
 
 
@@ -77,6 +78,8 @@ class CellRunner:
         self.name = name
         manifest = read_manifest(bundle)
         self.spec = ModelSpec.from_manifest(manifest)
+        if self.spec.has_actions:
+            raise SVGRuntimeError("the per-cell benchmark runner covers unconditional bundles only")
         self.predictor = Predictor.load(bundle, backend="ort", threads=threads)
         opts = self.predictor.backend.session_options()
         graphs = ["encoder", "predictor", "decoder"] + (["prior"] if self.spec.has_prior else [])
@@ -93,21 +96,24 @@ class CellRunner:
         names = self.io[graph].output_names
         return dict(zip(names, self.sessions[graph].run(names, feeds), strict=True))
 
+    def _feeds(self, graph: str, available: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: available[name] for name in self.io[graph].input_names}
+
     def step(self, eps: np.ndarray | None) -> None:
         t, spec = self.tensors, self.spec
         enc = self._run("encoder", {"x": t["x_prev"]})
-        h = enc["h"]  # (B, g_dim)
-        skips = {k: (enc if spec.last_frame_skip else t)[k] for k in self.io["decoder"].input_names if k != "g"}
-        inp = h
+        available = {**t, "h": enc["h"], "eps": eps}
+        if spec.last_frame_skip:  # the decoder reads the skips of the frame just encoded
+            available.update({k: v for k, v in enc.items() if is_skip(k)})
+        z = eps  # FP: z = eps
         if spec.has_prior:
-            prior = self._run("prior", {"h": h, "prior_h": t["prior_h"], "prior_c": t["prior_c"], "eps": eps})
+            prior = self._run("prior", self._feeds("prior", available))
             t.update({feedback(k): v for k, v in prior.items() if feedback(k)})
-            inp = np.concatenate([h, prior["z"]], axis=1)
-        elif spec.has_latent:
-            inp = np.concatenate([h, eps], axis=1)
-        pred = self._run("predictor", {"input": inp, "predictor_h": t["predictor_h"], "predictor_c": t["predictor_c"]})
+            z = prior["z"]
+        available["input"] = np.concatenate([enc["h"], z], axis=1) if spec.has_latent else enc["h"]
+        pred = self._run("predictor", self._feeds("predictor", available))
         t.update({feedback(k): v for k, v in pred.items() if feedback(k)})
-        t["x_prev"] = self._run("decoder", {"g": pred["g"], **skips})["x"]
+        t["x_prev"] = self._run("decoder", self._feeds("decoder", {**available, "g": pred["g"]}))["x"]
 
 
 def make_runners(bundle: Path, model: SVG | None, threads: int | None = None, label: str = "",

@@ -11,7 +11,6 @@ import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ from svg_core.model import SVG
 from svg_export import verify
 from svg_export.cells import Cell, export_model, model_spec
 from svg_export.onnx_export import MAX_OPSET, export_cell
-from svg_runtime.atomic import atomic_write_text
+from svg_runtime.atomic import atomic_write_text, make_temp_dir, remove_stale_temp_files
 from svg_runtime.backends import sha256_file
 from svg_runtime.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, ModelSpec, validate_manifest
 from svg_runtime.version import __version__
@@ -89,7 +88,9 @@ def export_bundle(opts: ExportOptions) -> dict[str, Any]:
 
         frames = split_frames(load_calibration(opts.calibration), model_spec(model))
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    for stem in (f".{out.name}.partial", f".{out.name}.old"):  # left by an export that was killed
+        remove_stale_temp_files(out.parent, stem)
+    staging = make_temp_dir(out.parent, f".{out.name}.partial")
     try:
         manifest = _build(model, opts, staging, ckpt_path, ckpt.step)
         manifest["train"] = dataclasses.asdict(ckpt.config.train)  # n_past etc. for evaluation tools
@@ -177,7 +178,7 @@ def _move_into_place(staging: Path, out: Path) -> None:
     """Rename staging to out; an old bundle (--force) is moved aside first and deleted after."""
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        old = make_temp_dir(out.parent, f".{out.name}.old")
         os.replace(out, old / "bundle")
     os.replace(staging, out)
     if old is not None:

@@ -57,7 +57,11 @@ class RolloutOptions:
             raise SVGRuntimeError(f"--fps must be > 0, got {self.fps}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise SVGRuntimeError(f"--seed must be a non-negative integer, got {self.seed}")
-        self.outputs()
+        context = Path(self.context).resolve()
+        for path in self.outputs():
+            if path.resolve() == context:
+                raise SVGRuntimeError(f"--out {path} is the --context file: writing it would destroy the input; "
+                                      "choose another --out")
 
     def outputs(self) -> list[Path]:
         """Files to write: OUT.gif / OUT.mp4 (grid), OUT.npz (arrays), or a directory OUT: both."""

@@ -103,10 +103,8 @@ _OPTION_OF = {"model": "kind", "data_dir": "dataset"}
 
 def _given(ctx: typer.Context, overrides: dict) -> dict:
     """The options typed on the command line (or set in the environment), not typer's defaults."""
-    from click.core import ParameterSource
-
-    typed = {_OPTION_OF.get(name, name) for name in ctx.params
-             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)}
+    typed = {_OPTION_OF.get(name, name) for name in ctx.params  # by name: typer vendors its own click
+             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")}
     return {k: v for k, v in overrides.items() if k in typed and v is not None}
 
 

@@ -13,6 +13,7 @@ frames `context` (B, K, C, h, w) float32 and the `seed`.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from svg_runtime.context import conform_frames, load_context
 from svg_runtime.errors import SVGRuntimeError
+from svg_runtime.manifest import state_specs
 from svg_runtime.media import save_arrays, save_video, video_grid
 from svg_runtime.predictor import Predictor, Rollout
 
@@ -105,6 +107,7 @@ def run_rollout(opts: RolloutOptions) -> RolloutReport:
     if n_cond > n_frames:
         raise SVGRuntimeError(f"--cond {n_cond} needs at least {n_cond} context frames but {ctx.source} holds "
                               f"{n_frames}")
+    check_memory(p, frames.shape[0], opts)
     seed = int(np.random.default_rng().integers(2**31)) if opts.seed is None else opts.seed
     state = p.observe(frames[:, :n_cond])  # validates dtype, range and NaN
     start = time.perf_counter()
@@ -124,6 +127,23 @@ def run_rollout(opts: RolloutOptions) -> RolloutReport:
         report.written.append(path)
     log.info("rollout of %s: %s", opts.bundle, report.written)
     return report
+
+
+def check_memory(p: Predictor, n_videos: int, opts: RolloutOptions) -> None:
+    """Refuse a rollout whose arrays (frames, mu, sigma, eps and the forked state) cannot fit in the
+    memory available now, before allocating any of it."""
+    n = n_videos * opts.n_samples
+    per_sample = opts.horizon * (int(np.prod(p.spec.frame_shape)) + 3 * p.spec.latent_dim)
+    per_sample += sum(int(np.prod(s.shape)) for s in state_specs(p.spec))
+    need = 4 * n * per_sample  # float32
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform: let the allocation decide
+        return
+    if need > available:
+        raise SVGRuntimeError(f"{n_videos} video(s) x {opts.n_samples} samples x {opts.horizon} frames need about "
+                              f"{need / 2**30:.1f} GiB but {available / 2**30:.1f} GiB are free: lower --samples "
+                              "or --horizon, or split the context into several runs")
 
 
 def rollout_grid(given: np.ndarray, n_cond: int, out: Rollout, n_show: int) -> np.ndarray:

@@ -101,3 +101,25 @@ def test_a_run_killed_mid_save_is_cleaned_at_its_next_start(tmp_path: Path) -> N
     live.write_bytes(b"x")
     train(tmp_path, tiny_run(steps=2), resume=True, progress=False)
     assert not stale.exists() and live.exists()
+
+
+def test_a_truncated_mkv_is_reported_not_used(tmp_path: Path) -> None:
+    av = pytest.importorskip("av")
+    from svg_core.data.videos import read_video
+    from svg_core.errors import SVGError
+
+    whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
+    with av.open(str(whole), "w") as container:  # MKV counts no frames: only its duration tells
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(50):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 3 // 10])
+    assert len(read_video(whole)) == 50
+    with pytest.raises(SVGError, match="cut.mkv is truncated: its header announces"):
+        read_video(cut)

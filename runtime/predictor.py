@@ -320,4 +320,4 @@ def _check_finite(frames: np.ndarray) -> None:
 def _check_count(name: str, value: Any) -> None:
     """A count must be an int >= 1 (2.5 or "3" would be truncated or fail deep inside numpy)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SVGRuntimeError(f"{name} must be an integer >= 1, got {value!r}")
+        raise SVGRuntimeError(f"need {name} >= 1 (an integer), got {value!r}")

@@ -106,6 +106,14 @@ def test_a_bundle_that_predicts_nan_fails_the_rollout(lp, tmp_path) -> None:
         p.sample(state, n_samples=2, horizon=2, seed=0)
 
 
+def test_evaluation_refuses_nan_metrics() -> None:
+    from svg_core.evaluation.runner import check_finite_metrics
+
+    check_finite_metrics({"ssim": {"best": {"mean": 0.7, "ci95": 0.01}}}, "run")
+    with pytest.raises(SVGError, match=r"metric ssim.best.mean of run is nan: the model's samples are not finite"):
+        check_finite_metrics({"psnr": {"best": {"mean": 14.0}}, "ssim": {"best": {"mean": float("nan")}}}, "run")
+
+
 # --- item 3: paths and shapes -----------------------------------------------------------------
 
 @pytest.mark.parametrize("file", ["../outside.onnx", "/etc/passwd", "sub/step.onnx", ".."])
@@ -155,13 +163,13 @@ def test_predictor_refuses_wrong_argument_types(lp, lp_pred, tmp_path) -> None:
     foreign = other.observe(np.zeros((1, 2, *p.spec.frame_shape), np.float32))
     before = state.tensors()
     calls = [
-        (lambda: p.sample(state, n_samples=2.5), "n_samples must be an integer"),
-        (lambda: p.sample(state, horizon="3"), "horizon must be an integer"),
+        (lambda: p.sample(state, n_samples=2.5), r"n_samples >= 1 \(an integer\), got 2.5"),
+        (lambda: p.sample(state, horizon="3"), r"horizon >= 1 \(an integer\), got '3'"),
         (lambda: p.sample(state, seed="abc"), "seed must be a non-negative integer"),
         (lambda: p.sample(foreign), "belongs to another Predictor"),
         (lambda: p.step(foreign), "belongs to another Predictor"),
-        (lambda: p.fork(state, n=2.5), "n must be an integer"),
-        (lambda: p.fork(state, n=0), "n must be an integer >= 1"),
+        (lambda: p.fork(state, n=2.5), r"need n >= 1 \(an integer\), got 2.5"),
+        (lambda: p.fork(state, n=0), r"need n >= 1 \(an integer\), got 0"),
         (lambda: state.restore(foreign), "same Predictor"),
         (lambda: p.sample(np.zeros(3)), "expected a State"),
     ]

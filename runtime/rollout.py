@@ -136,14 +136,23 @@ def check_memory(p: Predictor, n_videos: int, opts: RolloutOptions) -> None:
     per_sample = opts.horizon * (int(np.prod(p.spec.frame_shape)) + 3 * p.spec.latent_dim)
     per_sample += sum(int(np.prod(s.shape)) for s in state_specs(p.spec))
     need = 4 * n * per_sample  # float32
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not on this platform: let the allocation decide
-        return
-    if need > available:
+    available = _available_memory()
+    if available is not None and need > available:
         raise SVGRuntimeError(f"{n_videos} video(s) x {opts.n_samples} samples x {opts.horizon} frames need about "
                               f"{need / 2**30:.1f} GiB but {available / 2**30:.1f} GiB are free: lower --samples "
                               "or --horizon, or split the context into several runs")
+
+
+def _available_memory() -> int | None:
+    """Bytes that can be allocated now without swapping (Linux's MemAvailable counts reclaimable
+    cache, which plain free pages do not), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):  # not on this platform: let the allocation decide
+        return None
 
 
 def rollout_grid(given: np.ndarray, n_cond: int, out: Rollout, n_show: int) -> np.ndarray:

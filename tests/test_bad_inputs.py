@@ -123,3 +123,20 @@ def test_a_truncated_mkv_is_reported_not_used(tmp_path: Path) -> None:
     assert len(read_video(whole)) == 50
     with pytest.raises(SVGError, match="cut.mkv is truncated: its header announces"):
         read_video(cut)
+
+
+def test_an_export_killed_midway_leaves_nothing_after_the_next_one(tmp_path: Path) -> None:
+    from svg_runtime.atomic import make_temp_dir, remove_stale_temp_files
+
+    dead = 2**22 + 12345  # no such process
+    stale = tmp_path / f".bundle.partial-{dead}-x1"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "step.onnx").write_bytes(b"x")
+    ours = make_temp_dir(tmp_path, ".bundle.partial")  # this process's staging folder is live
+    other = tmp_path / ".other.partial-1-x"  # another bundle's
+    other.mkdir()
+    assert remove_stale_temp_files(tmp_path, ".bundle.partial") == [stale]
+    assert not stale.exists() and ours.is_dir() and other.is_dir()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(ours).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700

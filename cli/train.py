@@ -75,16 +75,19 @@ def train(
                          dataset=_dataset_name(dataset, data_dir), n_past=n_past, n_future=n_future,
                          num_workers=num_workers,
                          compile=compile, channels_last=channels_last, sync_bn=sync_bn)
-        if config is not None:
-            cfg = with_overrides(RunConfig.from_dict(_read_json(config)), **overrides)
-        else:
-            cfg = make_preset(preset or _default_preset(overrides["dataset"]), **overrides)
-        if not resume:  # the model's channels follow the data (a resumed run keeps its checkpoint's)
-            cfg = _fit_channels(cfg, use_actions)
-        if nproc != 1 and "LOCAL_RANK" not in os.environ:  # not yet under torchrun: start it
+        given = _given(ctx, overrides)  # defaults never override a --config file or a resumed run
+        relaunch = nproc != 1 and "LOCAL_RANK" not in os.environ  # not yet under torchrun: start it
+        if resume:  # under torchrun, each process reads the run's config
+            cfg = None if relaunch else _resume_config(out, config, preset, given)
+        elif config is not None:
+            cfg = _fit_channels(with_overrides(RunConfig.from_dict(_read_json(config)), **given), use_actions)
+        else:  # the model's channels follow the data (a resumed run keeps its checkpoint's)
+            cfg = _fit_channels(make_preset(preset or _default_preset(overrides["dataset"]), **overrides), use_actions)
+        if relaunch:
             from svg_core.distributed import DistInfo, check_batch_split, relaunch_with_torchrun
 
-            check_batch_split(cfg.train.batch_size, DistInfo(world_size=max(nproc, 1)))
+            if cfg is not None:
+                check_batch_split(cfg.train.batch_size, DistInfo(world_size=max(nproc, 1)))
             raise typer.Exit(relaunch_with_torchrun(nproc, ["train", *_args_without_nproc(ctx)]))
         result = run_training(out, cfg, resume=resume)
         if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than the main one
@@ -95,6 +98,38 @@ def train(
             raise typer.Exit(result.exit_code)
         typer.echo(f"step {result.step}: loss {result.loss:.5f} (mse {result.mse:.5f}, kl {result.kld:.3f}); "
                    f"checkpoint and samples in {result.run_dir}")
+
+
+# CLI parameter -> config option, where the names differ (--data-dir is part of the dataset option)
+_OPTION_OF = {"model": "kind", "data_dir": "dataset"}
+
+
+def _given(ctx: typer.Context, overrides: dict) -> dict:
+    """The options typed on the command line (or set in the environment), not typer's defaults."""
+    typed = {_OPTION_OF.get(name, name) for name in ctx.params  # by name: typer vendors its own click
+             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")}
+    return {k: v for k, v in overrides.items() if k in typed and v is not None}
+
+
+def _resume_config(out: Path, config: Path | None, preset: str | None, given: dict):
+    """The run's saved config with the options given applied: allowed changes are printed, others refused."""
+    from svg_core.checkpoint import read_config
+    from svg_core.config import resume_config
+
+    if preset is not None:
+        raise SVGError("--preset does not apply to --resume: the run continues with its saved config; drop --preset")
+    saved = read_config(out)
+    requested = dict(given)
+    if config is not None:  # a config file states the whole run: it must match too
+        from svg_core.config import RunConfig
+
+        data = RunConfig.from_dict(_read_json(config)).to_dict()
+        requested = {**data["model"], **data["train"], **given}
+    cfg, changed = resume_config(saved, requested)
+    if changed:
+        typer.echo("resuming with changed option(s): " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+                   err=True)
+    return cfg
 
 
 def _args_without_nproc(ctx: typer.Context) -> list[str]:

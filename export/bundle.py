@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from svg_core.model import SVG
 from svg_export import verify
 from svg_export.cells import Cell, export_model, model_spec
 from svg_export.onnx_export import MAX_OPSET, export_cell
-from svg_runtime.atomic import atomic_write_text, replace_dir
+from svg_runtime.atomic import atomic_write_text, make_temp_dir, remove_stale_temp_files, replace_dir
 from svg_runtime.hashing import sha256_file
 from svg_runtime.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, ModelSpec, validate_manifest
 from svg_runtime.version import __version__
@@ -88,7 +87,9 @@ def export_bundle(opts: ExportOptions) -> dict[str, Any]:
 
         frames = split_frames(load_calibration(opts.calibration), model_spec(model))
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    for stem in (f".{out.name}.partial", f".{out.name}.old"):  # left by an export that was killed
+        remove_stale_temp_files(out.parent, stem)
+    staging = make_temp_dir(out.parent, f".{out.name}.partial")
     try:
         manifest = _build(model, opts, staging, ckpt_path, ckpt.step)
         manifest["train"] = dataclasses.asdict(ckpt.config.train)  # n_past etc. for evaluation tools

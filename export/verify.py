@@ -3,6 +3,7 @@ whole rollout run by the torch-free Predictor."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,9 @@ def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int 
         got = sess.run(None, {n: t.numpy() for n, t in zip(reference.io.input_names, inputs, strict=True)})
         for w, g in zip(want, got, strict=True):
             assert g.shape == tuple(w.shape), f"{path.name}: output shape {g.shape} != PyTorch's {tuple(w.shape)}"
-            err = max(err, float(np.abs(w.numpy() - g).max()))
-            scale = max(scale, float(np.abs(w.numpy()).max()))
+            # np.max keeps NaN where Python's max(0.0, nan) would drop it: a NaN must fail the check
+            err = float(np.max([err, np.abs(w.numpy() - g).max()]))
+            scale = float(np.max([scale, np.abs(w.numpy()).max()]))
     return {"max_abs_err": err, "scale": scale}
 
 
@@ -111,15 +113,20 @@ def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int 
     return out
 
 
+def _within(err: float, tol: float, scale: float = 0.0) -> bool:
+    """err <= tol * max(1, scale), False for a NaN or infinite err or scale (NaN compares False)."""
+    return math.isfinite(err) and math.isfinite(scale) and err <= tol * max(1.0, scale)
+
+
 def failures(parity: dict[str, Any]) -> list[str]:
-    """Graphs (and the rollout) whose error exceeds tolerance * max(1, output scale)."""
+    """Graphs (and the rollout) whose error exceeds tolerance * max(1, output scale), or is not finite."""
     tol = parity["tolerance"]
     bad = [f"{g}: {e['max_abs_err']:.3g} (scale {e['scale']:.3g})" for g, e in parity["graphs"].items()
-           if e["max_abs_err"] > tol * max(1.0, e["scale"])]
+           if not _within(e["max_abs_err"], tol, e["scale"])]
     roll = parity["rollout"]
     name = f"rollout {roll['context']} -> {roll['horizon']}"
-    if roll["max_abs_err"] > tol:
+    if not _within(roll["max_abs_err"], tol):
         bad.append(f"{name} frames: {roll['max_abs_err']:.3g}")
-    if roll.get("prior_max_abs_err", 0.0) > tol * max(1.0, roll.get("prior_scale", 0.0)):
+    if not _within(roll.get("prior_max_abs_err", 0.0), tol, roll.get("prior_scale", 0.0)):
         bad.append(f"{name} prior mu/logvar: {roll['prior_max_abs_err']:.3g} (scale {roll['prior_scale']:.3g})")
     return bad

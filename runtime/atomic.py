@@ -19,6 +19,47 @@ import numpy as np
 from svg_runtime.errors import SVGRuntimeError
 
 
+def temp_prefix(stem: str) -> str:
+    """`{stem}-{pid}-`: temporary names carry their writer's pid, so a later run can tell the
+    leftovers of a killed process (pid gone) from the files of a live one."""
+    return f"{stem}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, stem: str = ".tmp") -> list[Path]:
+    """Delete the temporaries `{stem}-{pid}-*` in folder whose writer process is gone (killed
+    mid-write: kill -9, power loss); returns what was removed."""
+    removed = []
+    for entry in Path(folder).glob(f"{stem}-*-*"):
+        pid = entry.name[len(stem) + 1:].partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def make_temp_dir(parent: str | os.PathLike, stem: str) -> Path:
+    """A new directory `{stem}-{pid}-*` in parent, with the permissions the umask gives (mkdtemp's
+    0700 would hide a bundle from other users, e.g. a robot's service account)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=temp_prefix(stem)))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block succeeds, fsync it and rename it over `path`.
@@ -28,7 +69,7 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(".tmp"), suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -77,7 +118,7 @@ def replace_dir(staging: str | os.PathLike, out: str | os.PathLike) -> Path:
     staging, out = Path(staging), Path(out)
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        old = make_temp_dir(out.parent, f".{out.name}.old")
         os.replace(out, old / out.name)
     os.replace(staging, out)
     if old is not None:

@@ -16,7 +16,15 @@ import numpy as np
 
 from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.hashing import sha256_file
-from svg_runtime.manifest import ACTION, RUNTIME_GRAPHS, GraphIO, ModelSpec, feedback, graph_io
+from svg_runtime.manifest import (
+    ACTION,
+    RUNTIME_GRAPHS,
+    GraphIO,
+    ModelSpec,
+    check_file_name,
+    feedback,
+    graph_io,
+)
 
 log = logging.getLogger("svg")
 # The step graph runs back to back in a rollout: its worker threads spin between runs (for at most
@@ -71,7 +79,11 @@ class Backend(Protocol):
 def graph_file(bundle: Path, manifest: dict[str, Any], graph: str, key: str = "file") -> Path:
     """A graph's file, checked against the manifest's sha256 (a truncated copy fails here)."""
     entry = manifest["graphs"][graph] if key == "file" else manifest["tensorrt"]["engines"][graph]
+    check_file_name(entry["file"], f"{bundle}: graph {graph!r}")
     path = bundle / entry["file"]
+    if path.is_symlink() or (path.exists() and path.resolve().parent != Path(bundle).resolve()):
+        raise SVGRuntimeError(f"{path} is a link: a bundle's graphs must be plain files inside it (a link could "
+                              "open any file); copy the file into the bundle or re-export it")
     if not path.is_file():
         raise SVGRuntimeError(f"bundle {bundle} is missing {entry['file']}: re-export it with `svg export`")
     if sha256_file(path) != entry["sha256"]:
@@ -111,8 +123,9 @@ class OrtBackend:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise SVGRuntimeError(NO_CUDA)
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": self._device_id}))
-        self.sessions = {g: self._session(graph_file(bundle, manifest, g), self.session_options(spin=g in SPINNING_GRAPHS),
-                                          providers) for g in RUNTIME_GRAPHS}
+        self.sessions = {g: self._session(g, graph_file(bundle, manifest, g),
+                                          self.session_options(spin=g in SPINNING_GRAPHS), providers)
+                         for g in RUNTIME_GRAPHS}
         self.io = {g: graph_io(spec, g) for g in self.sessions}
 
     def session_options(self, spin: bool = False) -> Any:
@@ -129,7 +142,7 @@ class OrtBackend:
             opts.intra_op_num_threads = self.threads
         return opts
 
-    def _session(self, path: Path, opts: Any, providers: list[Any]) -> Any:
+    def _session(self, graph: str, path: Path, opts: Any, providers: list[Any]) -> Any:
         try:
             sess = self._ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own pybind exception types
@@ -138,8 +151,9 @@ class OrtBackend:
         if self._device_type == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
             # onnxruntime-gpu lists CUDA without a GPU and then falls back to the CPU silently
             raise SVGRuntimeError(NO_CUDA)
-        check_io(path, [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()],
-                 graph_io(self.spec, path.stem))
+        expected = graph_io(self.spec, graph)  # by the manifest's key: a file swapped for another fails
+        check_io(path, [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()], expected)
+        check_shapes(path, {t.name: t.shape for t in (*sess.get_inputs(), *sess.get_outputs())}, expected)
         return sess
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -230,3 +244,14 @@ def check_io(path: Path, inputs: list[str], outputs: list[str], expected: GraphI
         raise SVGRuntimeError(f"{path} has inputs {inputs} and outputs {outputs}, but this runtime expects "
                               f"{expected.input_names} -> {expected.output_names}: re-export the bundle "
                               "with this version of svg-video")
+
+
+def check_shapes(path: Path, shapes: dict[str, list[Any]], expected: GraphIO) -> None:
+    """Fail fast when a graph's tensor shapes differ from what the manifest's model section implies
+    (z_dim, rnn_size, layers, image size...); axis 0 (batch) and symbolic axes are not compared."""
+    for t in (*expected.inputs, *expected.outputs):
+        got = list(shapes[t.name])[1:]
+        if len(got) != len(t.shape) or any(isinstance(g, int) and g != w for g, w in zip(got, t.shape, strict=True)):
+            raise SVGRuntimeError(f"{path}: tensor {t.name} has shape {['batch', *got]}, but the manifest implies "
+                                  f"{['batch', *t.shape]}: the manifest was edited or belongs to another export; "
+                                  "re-export the bundle with `svg export`")

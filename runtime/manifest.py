@@ -257,6 +257,9 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict[str, Any]:
     errs = schema_errors(manifest, load_schema(), load_schema())
     if errs:
         raise SVGRuntimeError(f"{where} is invalid ({'; '.join(errs[:5])}); re-export the bundle with `svg export`")
+    for section in (manifest["graphs"], (manifest.get("tensorrt") or {}).get("engines", {})):
+        for graph, entry in section.items():
+            check_file_name(entry["file"], f"{where}: graph {graph!r}")
     spec = ModelSpec.from_manifest(manifest)
     missing = [g for g in spec.graphs() if g not in manifest["graphs"]]
     if missing:
@@ -265,14 +268,22 @@ def validate_manifest(manifest: Any, where: str = "manifest") -> dict[str, Any]:
     return manifest
 
 
+def check_file_name(name: str, where: str) -> None:
+    """A manifest names files of its own directory only: no folders, `..` or absolute paths (a
+    bundle from someone else must not make the runtime open any other file)."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise SVGRuntimeError(f"{where} points to {name!r}, outside the bundle: a bundle's graph files are plain "
+                              "file names in its own directory; re-export the bundle with `svg export`")
+
+
 def read_manifest(bundle: str | Path) -> dict[str, Any]:
     """Load and validate bundle/manifest.json with errors that say what is wrong."""
     path = Path(bundle) / MANIFEST_NAME
     if not Path(bundle).is_dir():
         raise SVGRuntimeError(f"no bundle directory at {bundle}: create one with `svg export RUN --out {bundle}`")
-    if not path.is_file():
-        raise SVGRuntimeError(f"{bundle} has no {MANIFEST_NAME}: it is not a bundle or its export did not "
-                              "finish; re-export it with `svg export`")
+    if not path.is_file() or path.is_symlink():
+        raise SVGRuntimeError(f"{bundle} has no {MANIFEST_NAME} (as a plain file): it is not a bundle or its "
+                              "export did not finish; re-export it with `svg export`")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -21,6 +21,7 @@ with shape (B, N, horizon, z_dim) (or (B, K, N, horizon, z_dim)), float32.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from svg_runtime.manifest import ACTION, ModelSpec, feedback, graph_io, is_skip,
 
 log = logging.getLogger("svg")
 BACKENDS = ("auto", "ort", "trt")
+POOL_SIZE = 4  # batch sizes whose rollout buffers sample() keeps (a planner alternates between a few)
 
 
 @dataclass
@@ -79,6 +81,8 @@ class State:
 
     def restore(self, snapshot: State) -> None:
         """Overwrite this state with a snapshot of the same batch size, in place."""
+        if not isinstance(snapshot, State) or snapshot._predictor is not self._predictor:
+            raise SVGRuntimeError("restore() takes a snapshot (state.copy()) made by the same Predictor as this state")
         if snapshot.batch != self.batch:
             raise SVGRuntimeError(f"cannot restore a state of batch {snapshot.batch} into one of batch {self.batch}")
         self._predictor.backend.write(self._buffers, snapshot.tensors())
@@ -101,7 +105,8 @@ class Predictor:
         self.spec = ModelSpec.from_manifest(manifest)
         self._seed = seed
         self._rng = np.random.default_rng(seed)
-        self._pool: dict[int, Buffers] = {}  # rollout buffers per batch size (B * N), reused by sample()
+        # rollout buffers per batch size (B * N), reused by sample(); the POOL_SIZE last used are kept
+        self._pool: OrderedDict[int, Buffers] = OrderedDict()
         self._condition_inputs = graph_io(self.spec, "condition").input_names
 
     @classmethod
@@ -160,6 +165,7 @@ class Predictor:
     def observe_frame(self, state: State, frame: np.ndarray, action: np.ndarray | None = None) -> State:
         """Condition a state on one more real frame (B, C, H, W), reached from the last one by
         action (B, A) for an action-conditioned model; updates the state and returns it."""
+        self._own(state)
         x = self._frames(frame, ndim=4, what="frame")
         if len(x) != state.batch:
             raise SVGRuntimeError(f"frame has batch {len(x)} but the state has batch {state.batch}")
@@ -182,8 +188,8 @@ class Predictor:
 
     def fork(self, state: State, n: int) -> State:
         """Repeat each entry n times: batch B -> B * n, the n copies of one video adjacent."""
-        if n < 1:
-            raise SVGRuntimeError(f"n must be >= 1, got {n}")
+        self._own(state)
+        _check_count("n", n)
         return State(self, self.backend.new_buffers({k: np.repeat(v, n, axis=0) for k, v in state.tensors().items()}))
 
     # --- sampling -----------------------------------------------------------------------------
@@ -196,6 +202,9 @@ class Predictor:
         generator) when None. action (B, A): the action taken before the predicted frame (an
         action-conditioned model needs it)."""
         act = self._actions(action, (state.batch,), "action")
+        self._own(state)
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise SVGRuntimeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         eps = self._step_eps(state.batch, eps, rng)
         out = self.backend.step(state._buffers, eps, act)
         frame = out["x_next"].view()
@@ -214,12 +223,15 @@ class Predictor:
         fixes the noise; else it is drawn from default_rng(seed) (or the Predictor's generator
         when seed is None). out: a Rollout of an earlier call of the same shapes, whose arrays are
         overwritten instead of allocating new ones (planning loops)."""
-        b, n, z = state.batch, n_samples, self.spec.latent_dim
+        self._own(state)
         if actions is not None and horizon is None:
             horizon = np.shape(actions)[2] if np.ndim(actions) == 4 else None
         horizon = 1 if horizon is None else horizon
-        if n < 1 or horizon < 1:
-            raise SVGRuntimeError(f"need n_samples >= 1 and horizon >= 1, got {n_samples} and {horizon}")
+        _check_count("n_samples", n_samples)
+        _check_count("horizon", horizon)
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+            raise SVGRuntimeError(f"seed must be a non-negative integer or None, got {seed!r}")
+        b, n, z = state.batch, n_samples, self.spec.latent_dim
         acts = self._sequences(actions, b, horizon)  # (B, K, H, A) or None
         lead = (b, n) if acts is None else (b, acts.shape[1], n)
         m = int(np.prod(lead[1:]))  # futures per state entry
@@ -244,17 +256,24 @@ class Predictor:
             if self.spec.has_prior:
                 mu[..., t, :] = out["mu"].reshape(*lead, z)
                 logvar[..., t, :] = out["logvar"].reshape(*lead, z)
+        _check_finite(frames)
         sigma = np.exp(0.5 * logvar, out=logvar)
         return Rollout(frames=frames, mu=mu, sigma=sigma, eps=eps)
 
     def _rollout_buffers(self, state: State, m: int) -> Buffers:
         """Pooled buffers of batch B * m holding state's entries, each repeated m times."""
-        tensors = {k: np.repeat(v, m, axis=0) for k, v in state.tensors().items()}
-        bufs = self._pool.get(state.batch * m)
+        return self._pooled(state.batch * m, {k: np.repeat(v, m, axis=0) for k, v in state.tensors().items()})
+
+    def _pooled(self, batch: int, tensors: dict[str, np.ndarray]) -> Buffers:
+        """The pool's buffers of this batch size filled with tensors (least recently used evicted)."""
+        bufs = self._pool.pop(batch, None)
         if bufs is None:
-            bufs = self._pool[state.batch * m] = self.backend.new_buffers(tensors)
+            bufs = self.backend.new_buffers(tensors)
         else:
             self.backend.write(bufs, tensors)
+        self._pool[batch] = bufs
+        while len(self._pool) > POOL_SIZE:
+            self._pool.popitem(last=False)
         return bufs
 
     def reset(self, seed: int | None = None) -> None:
@@ -264,6 +283,13 @@ class Predictor:
         self._rng = np.random.default_rng(self._seed if seed is None else seed)
 
     # --- checks -------------------------------------------------------------------------------
+
+    def _own(self, state: Any) -> None:
+        if not isinstance(state, State):
+            raise SVGRuntimeError(f"expected a State from Predictor.observe(), got {type(state).__name__}")
+        if state._predictor is not self:
+            raise SVGRuntimeError(f"this State belongs to another Predictor (bundle {state._predictor.bundle}): "
+                                  "observe the frames with this Predictor")
 
     def _frames(self, frames: Any, ndim: int, what: str) -> np.ndarray:
         """Validate frames (..., C, H, W) and convert them to float32 in [0, 1]."""
@@ -355,3 +381,15 @@ class Predictor:
             return out["mu"], np.exp(0.5 * out["logvar"])
         z = self.spec.latent_dim  # FP: N(0, I); det: nothing
         return np.zeros((batch, z), np.float32), np.ones((batch, z), np.float32)
+
+
+def _check_finite(frames: np.ndarray) -> None:
+    if not np.isfinite(frames.sum(dtype=np.float64)):  # one pass, no temporary array
+        raise SVGRuntimeError("the model predicted NaN or infinite frames: the bundle's weights are not finite "
+                              "(a damaged or diverged checkpoint); re-export it from a good checkpoint")
+
+
+def _check_count(name: str, value: Any) -> None:
+    """A count must be an int >= 1 (2.5 or "3" would be truncated or fail deep inside numpy)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SVGRuntimeError(f"need {name} >= 1 (an integer), got {value!r}")

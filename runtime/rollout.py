@@ -13,6 +13,7 @@ frames `context` (B, K, C, h, w) float32 and the `seed`.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from svg_runtime.atomic import save_npz
 from svg_runtime.context import conform_frames, load_actions, load_context
 from svg_runtime.errors import SVGRuntimeError
+from svg_runtime.manifest import state_specs
 from svg_runtime.media import save_video, video_grid
 from svg_runtime.predictor import Predictor, Rollout
 
@@ -59,7 +61,11 @@ class RolloutOptions:
             raise SVGRuntimeError(f"--fps must be > 0, got {self.fps}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise SVGRuntimeError(f"--seed must be a non-negative integer, got {self.seed}")
-        self.outputs()
+        context = Path(self.context).resolve()
+        for path in self.outputs():
+            if path.resolve() == context:
+                raise SVGRuntimeError(f"--out {path} is the --context file: writing it would destroy the input; "
+                                      "choose another --out")
 
     def outputs(self) -> list[Path]:
         """Files to write: OUT.gif / OUT.mp4 (grid), OUT.npz (arrays), or a directory OUT: both."""
@@ -112,6 +118,7 @@ def run_rollout(opts: RolloutOptions) -> RolloutReport:
     if actions is not None and actions.shape[2] != horizon:
         raise SVGRuntimeError(f"--horizon {horizon} differs from the {actions.shape[2]} steps of {opts.actions}: "
                               "drop --horizon or give as many actions")
+    check_memory(p, frames.shape[0] * (1 if actions is None else actions.shape[1]), opts.n_samples, horizon)
     state = p.observe(frames[:, :n_cond], actions=ctx_actions)  # validates dtype, range and NaN
     start = time.perf_counter()
     out = p.sample(state, n_samples=opts.n_samples, horizon=horizon, seed=seed, actions=actions)
@@ -166,6 +173,32 @@ def _rollout_actions(opts: RolloutOptions, p: Predictor, source: str, batch: int
                                   f"the conditioning frames (want (B, T-1, A))")
         ctx = ctx[:, :n_cond - 1]
     return ctx, np.ascontiguousarray(seqs)
+
+
+def check_memory(p: Predictor, n_videos: int, n_samples: int, horizon: int) -> None:
+    """Refuse a rollout whose arrays (frames, mu, sigma, eps and the forked state) cannot fit in the
+    memory available now, before allocating any of it (n_videos: videos x action sequences)."""
+    n = n_videos * n_samples
+    per_sample = horizon * (int(np.prod(p.spec.frame_shape)) + 3 * p.spec.latent_dim)
+    per_sample += sum(int(np.prod(s.shape)) for s in state_specs(p.spec))
+    need = 4 * n * per_sample  # float32
+    available = _available_memory()
+    if available is not None and need > available:
+        raise SVGRuntimeError(f"{n_videos} video(s) x {n_samples} samples x {horizon} frames need about "
+                              f"{need / 2**30:.1f} GiB but {available / 2**30:.1f} GiB are free: lower --samples "
+                              "or --horizon, or split the context into several runs")
+
+
+def _available_memory() -> int | None:
+    """Bytes that can be allocated now without swapping (Linux's MemAvailable counts reclaimable
+    cache, which plain free pages do not), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):  # not on this platform: let the allocation decide
+        return None
 
 
 def rollout_grid(given: np.ndarray, n_cond: int, out: Rollout, n_show: int) -> np.ndarray:

@@ -104,7 +104,7 @@ class TrtBackend:
             expected = graph_io(spec, g)
             if set(eng.inputs) == set(expected.input_names) and set(eng.outputs) == set(expected.output_names):
                 eng.inputs, eng.outputs = expected.input_names, expected.output_names
-            check_io(bundle / f"{g}.plan", eng.inputs, eng.outputs, expected)
+            check_io(bundle / manifest["tensorrt"]["engines"][g]["file"], eng.inputs, eng.outputs, expected)
         self.io = {g: graph_io(spec, g) for g in RUNTIME_GRAPHS}
 
     # --- memory -----------------------------------------------------------------------------

@@ -91,8 +91,31 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                       optimizer_groups=groups, rng=parts["rng"])
 
 
+def read_config(path: str | os.PathLike) -> RunConfig:
+    """The config saved in a checkpoint (or a run directory's), read from its header alone."""
+    path = resolve(path)
+    if not path.is_file():
+        raise SVGError(f"--resume: no checkpoint at {path} to resume from; drop --resume to start a new run")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise SVGError(f"{path} is not an svg-video checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+        return RunConfig.from_dict(json.loads(meta["config"]))
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise SVGError(f"checkpoint {path} is corrupt or not a safetensors file ({e}); "
+                       "restore it from a backup or retrain") from e
+
+
 def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu") -> SVG:
-    """Rebuild the model from the checkpoint's own config and load its weights."""
+    """Rebuild the model from the checkpoint's own config and load its weights (all finite)."""
+    bad = [k for k, v in ckpt.model.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise SVGError(f"checkpoint weights are not finite (NaN or inf in {', '.join(bad[:3])}"
+                       f"{', ...' if len(bad) > 3 else ''}): the file is damaged or the run diverged; "
+                       "use an earlier checkpoint or retrain")
     model = SVG(ckpt.config.model)
     try:
         model.load_state_dict(ckpt.model, strict=True)

@@ -103,8 +103,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.n_past < 1 or self.n_future < 1:
             raise SVGError(f"need n_past >= 1 and n_future >= 1, got {self.n_past} and {self.n_future}")
-        if self.batch_size < 1 or self.steps < 0:
-            raise SVGError("batch size must be >= 1 and steps >= 0")
+        if self.batch_size < 1 or self.steps < 1:
+            raise SVGError(f"need --batch-size >= 1 and --steps >= 1, got {self.batch_size} and {self.steps}")
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise SVGError(f"--{name.replace('_', '-')} must be >= 1 (a step interval), got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise SVGError(f"--num-workers must be >= 0, got {self.num_workers}")
         if self.amp not in AMP_MODES:
             raise SVGError(f"unknown --amp {self.amp!r}: choose one of {', '.join(AMP_MODES)}")
         if self.amp == "fp16" and not self.device.startswith("cuda"):
@@ -130,6 +135,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        if not isinstance(data, dict):
+            raise SVGError(f"a config is a JSON object {{'model': {{...}}, 'train': {{...}}}}, got {type(data).__name__}")
         try:
             return cls(model=_build(ModelConfig, data.get("model", {})),
                        train=_build(TrainConfig, data.get("train", {})))
@@ -137,11 +144,22 @@ class RunConfig:
             raise SVGError(f"config does not match this version of svg-video: {e}") from e
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+# The JSON types each annotation accepts (bool is not an int here, an int is a float).
+_JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "str | None": (str, type(None))}
+
+
+def _build(cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise SVGError(f"config: {cls.__name__} options must be a JSON object, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise SVGError(f"unknown {cls.__name__} option(s) {unknown}: known are {sorted(known)}")
+        raise SVGError(f"unknown {cls.__name__} option(s) {unknown}: known are {sorted(fields)}")
+    for name, value in values.items():
+        allowed = _JSON_TYPES[str(fields[name].type)]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise SVGError(f"config option {name} must be {str(fields[name].type).replace(' | None', ' or null')}, "
+                           f"got {value!r}: fix the config file")
     return cls(**values)
 
 
@@ -190,3 +208,27 @@ def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:
         if value is not None:
             data["model" if key in model_fields else "train"][key] = value
     return RunConfig.from_dict(data)
+
+
+# What a resumed run may change: how long and how fast it trains, where and how often it reports.
+# Everything else (architecture, data, batch, precision, seed) defines the run and must match.
+RESUMABLE_CHANGES = ("steps", "lr", "log_every", "sample_every", "checkpoint_every", "num_workers", "device",
+                     "compile", "channels_last")
+
+
+def resume_config(saved: RunConfig, requested: dict[str, Any]) -> tuple[RunConfig, dict[str, tuple[Any, Any]]]:
+    """The saved config of a run with the requested options applied, and what they changed.
+
+    requested holds only the options the user gave (None values ignored); an option outside
+    RESUMABLE_CHANGES that differs from the saved run's is refused, naming it."""
+    current = {**saved.to_dict()["model"], **saved.to_dict()["train"]}
+    changed = {k: (current[k], v) for k, v in requested.items() if v is not None and k in current and current[k] != v}
+    unknown = sorted(k for k in requested if k not in current)
+    if unknown:
+        raise SVGError(f"unknown option(s) {unknown} for a resumed run")
+    refused = sorted(k for k in changed if k not in RESUMABLE_CHANGES)
+    if refused:
+        diff = ", ".join(f"{k} {changed[k][0]!r} -> {changed[k][1]!r}" for k in refused)
+        raise SVGError(f"--resume continues the run as it was saved; it cannot change {diff}. Drop these options, "
+                       f"or start a new run with another --out (changeable: {', '.join(RESUMABLE_CHANGES)})")
+    return with_overrides(saved, **{k: new for k, (_, new) in changed.items()}), changed

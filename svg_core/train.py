@@ -33,7 +33,7 @@ from svg_core.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from svg_core.config import RunConfig
+from svg_core.config import RunConfig, resume_config
 from svg_core.curves import plot_training_curves, read_metrics
 from svg_core.datasets import build_dataset
 from svg_core.distributed import (
@@ -52,6 +52,7 @@ from svg_core.faults import StopOnSignal, all_finite
 from svg_core.model import SVG
 from svg_core.sampling import generate
 from svg_core.step import amp_context, grad_scaler, prepare_model, wrap_step
+from svg_runtime.atomic import remove_stale_temp_files
 
 log = logging.getLogger("svg")
 
@@ -74,6 +75,8 @@ class TrainResult:
 def _start(run_dir: Path, cfg: RunConfig, resume: bool, info: DistInfo
            ) -> tuple[SVG, torch.optim.Adam, int, RunConfig]:
     """A fresh model and optimizer, or the ones saved in run_dir when resuming."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SVGError(f"--out {run_dir} is a file, not a run directory: choose another --out")
     exists = (run_dir / CHECKPOINT_NAME).exists()
     if exists and not resume:
         raise SVGError(f"{run_dir} already holds a checkpoint: pass --resume to continue it or choose a new --out")
@@ -84,9 +87,9 @@ def _start(run_dir: Path, cfg: RunConfig, resume: bool, info: DistInfo
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         model, step = SVG(cfg.model).to(info.device), 0
     else:
-        if ckpt.config.model != cfg.model:
-            log.info("resuming with the checkpoint's model config; the model options given were ignored")
-        cfg = RunConfig(model=ckpt.config.model, train=cfg.train)
+        cfg, _ = resume_config(ckpt.config, {**cfg.to_dict()["model"], **cfg.to_dict()["train"]})
+        if ckpt.step >= cfg.train.steps:
+            raise SVGError(f"{run_dir} is already at step {ckpt.step}: pass --steps above {ckpt.step} to train further")
         model, step = build_model(ckpt, info.device), ckpt.step
     model = prepare_model(model, cfg.train, info)
     # One Adam over all parameters equals the authors' five Adams with the same settings.
@@ -119,16 +122,18 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
            stop: StopOnSignal) -> TrainResult:
     from tqdm.auto import tqdm
 
-    tc, device = cfg.train, info.device
-    check_batch_split(tc.batch_size, info)
+    check_batch_split(cfg.train.batch_size, info)
     model, opt, step, cfg = _start(run_dir, cfg, resume, info)
+    tc, device = cfg.train, info.device
+    if info.is_main_process:  # before any work: a folder that cannot be written fails here
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(run_dir)  # left by a run killed mid-save
     step_fn = wrap_step(model, tc, info)
     dataset = build_dataset(cfg, split="train")
     loader = DataLoader(dataset, batch_sampler=StepBatches(step, tc.batch_size, info.rank, info.world_size),
                         num_workers=tc.num_workers, persistent_workers=tc.num_workers > 0)
     autocast, scaler = amp_context(tc.amp, device), grad_scaler(tc.amp, device)
     if info.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training on %d process(es), %s, global batch %d", info.world_size, device, tc.batch_size)
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, desc="train", unit="step")
     terms, saved_step, t_last = None, (step if resume else None), time.perf_counter()
@@ -169,7 +174,8 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
             saved_step = step
         if info.is_main_process and (step % tc.sample_every == 0 or step == tc.steps):
             write_samples(model, cfg, run_dir / "samples", step)
-            plot_training_curves(run_dir)
+            if (run_dir / "metrics.jsonl").exists():  # none yet when samples come before the first log
+                plot_training_curves(run_dir)
         if terms.stop:
             break
     bar.close()

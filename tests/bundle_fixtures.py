@@ -53,7 +53,16 @@ def make_run(root: Path, name: str, **overrides) -> tuple[Path, SVG]:
     every frame, state and eps visibly changes the output and BatchNorm folding is tested."""
     torch.manual_seed(0)
     cfg = ModelConfig(**{**TINY, **overrides})
-    model = SVG(cfg)
+    model = make_responsive(SVG(cfg))
+    run = root / f"run_{name}"
+    run.mkdir()
+    save_checkpoint(run, model, RunConfig(model=cfg), step=3)
+    return run, model.eval()
+
+
+def make_responsive(model: SVG) -> SVG:
+    """Weights under which every input visibly moves the output (see make_run), in place."""
+    cfg = model.cfg
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
@@ -71,10 +80,7 @@ def make_run(root: Path, name: str, **overrides) -> tuple[Path, SVG]:
             actions = random_actions(cfg, 4, 3) if cfg.has_actions else None
             model.training_loss(torch.rand(4, 4, cfg.channels, cfg.image_size, cfg.image_size), n_past=2, beta=1e-4,
                                 actions=actions)
-    run = root / f"run_{name}"
-    run.mkdir()
-    save_checkpoint(run, model, RunConfig(model=cfg), step=3)
-    return run, model.eval()
+    return model
 
 
 def random_actions(cfg: ModelConfig, *lead: int, seed: int = 0) -> torch.Tensor:

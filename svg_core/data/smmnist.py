@@ -303,7 +303,11 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise SVGError(f"no such file {path}: create it first (e.g. `svg data smmnist --out {path}`)")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy holds one bare array
+            raise SVGError(f"{path} is a single array (.npy), not an .npz archive with a 'frames' array: save it "
+                           "with np.savez(FILE.npz, frames=ARRAY) or build a test set with `svg data smmnist`")
+        with loaded as z:
             return {key: z[key] for key in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise SVGError(f"{path} is not a readable .npz file ({e}): regenerate it") from e

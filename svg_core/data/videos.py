@@ -61,7 +61,7 @@ def iter_video(path: str | os.PathLike, size: int | None = None, mode: str = "cr
                 raise SVGError(f"{path} has no video stream: remove it from the folder")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            declared = int(stream.frames or 0)
+            declared = int(stream.frames or 0) or _frames_from_duration(container, stream)
             for frame in container.decode(stream):
                 if size is not None and mode == "squash":
                     yield frame.reformat(width=size, height=size, format="rgb24",
@@ -78,6 +78,15 @@ def iter_video(path: str | os.PathLike, size: int | None = None, mode: str = "cr
     if declared and n_decoded < declared - _MISSING_FRAMES_OK:
         raise SVGError(f"{path} is truncated: its header announces {declared} frames but only {n_decoded} "
                        f"decode; download or re-encode it, or remove it")
+
+
+def _frames_from_duration(container, stream) -> int:
+    """Frames the header's duration implies, for containers that do not count them (MKV, WebM):
+    their duration is written when the file is finished, so a truncated copy still announces it."""
+    if not container.duration or not stream.average_rate:
+        return 0
+    # duration in microseconds; 5% slack for variable frame rates, far below what a truncation loses
+    return int(0.95 * container.duration * float(stream.average_rate) / 1_000_000)
 
 
 def read_video(path: str | os.PathLike, size: int | None = None, mode: str = "crop") -> np.ndarray:

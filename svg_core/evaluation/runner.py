@@ -71,6 +71,18 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
 
 
+def check_finite_metrics(metrics: dict[str, Any], model_path: str | os.PathLike) -> None:
+    """Raise when a metric is NaN or infinite: the model's samples were (a result nobody should trust)."""
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if where else key)
+        elif isinstance(node, (float, np.floating)) and not np.isfinite(node):
+            raise SVGError(f"metric {where} of {model_path} is {node}: the model's samples are not finite (NaN "
+                           "weights or a diverged run); evaluate an earlier checkpoint or retrain")
+    walk(metrics, "")
+
+
 def run_eval(model_path: str | os.PathLike, data_path: str | os.PathLike, out_dir: str | os.PathLike,
              opts: EvalOptions, progress: bool = True, figures_too: bool = True) -> EvalOutput:
     """Evaluate a checkpoint or a bundle on a test set; write results.json, scores, samples and figures."""
@@ -78,6 +90,7 @@ def run_eval(model_path: str | os.PathLike, data_path: str | os.PathLike, out_di
     frames, data_info = load_test_frames(data_path)
     sampler = load_sampler(model_path, opts.device)
     output = evaluate(sampler, frames, opts, progress=progress)
+    check_finite_metrics(output.results["metrics"], model_path)
     output.results["data"] = data_info
     out_dir.mkdir(parents=True, exist_ok=True)
     save_npz(out_dir / "scores.npz", {k: v.astype(np.float32) for k, v in output.scores.items()})

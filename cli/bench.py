@@ -31,10 +31,18 @@ def bench(
     checkpoint: Annotated[Path | None, typer.Option(help="Inference: the PyTorch checkpoint to compare with "
                                                     "(default: the one recorded in the bundle's manifest).")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference: torch and onnxruntime threads (default: theirs).")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Time one planning call (MPPI/CEM over batched futures) of "
+                                       "action-conditioned BUNDLES (e.g. fp32 and --int8) against the same planner "
+                                       "driving PyTorch.")] = False,
+    sequences: Annotated[int, typer.Option(help="--plan: candidate action sequences.")] = 200,
+    horizon: Annotated[int, typer.Option(help="--plan: planning horizon.")] = 10,
+    planner: Annotated[str, typer.Option(help="--plan: mppi or cem.")] = "mppi",
 ) -> None:
     """Benchmark training (--train) or inference of exported BUNDLES against PyTorch eager."""
     with fail_on_error():
-        if train:
+        if plan:
+            _bench_plan(bundles or [], sequences, horizon, planner, steps or 5, threads, json_out)
+        elif train:
             _bench_train(tuple(width or (64, 16)), batch_size, steps or 3, warmup, device, json_out)
         elif bundles:
             _bench_infer(bundles, batch, steps or 20, checkpoint, threads, json_out)
@@ -62,6 +70,23 @@ def _bench_infer(bundles: list[Path], batch: str, steps: int, checkpoint: Path |
         typer.echo(f"skipped {skip['backend']}: {skip['reason']}")
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report.to_json(), indent=2) + "\n")
+
+
+def _bench_plan(bundles: list[Path], sequences: int, horizon: int, planner: str, calls: int, threads: int | None,
+                json_out: Path | None) -> None:
+    from svg_bench.plan import PlanBenchOptions, format_table, run_plan_bench
+    from svg_runtime.atomic import atomic_write_text
+
+    if not bundles:
+        raise SVGError("--plan needs an action-conditioned BUNDLE (e.g. one exported from a pusht run)")
+    opts = PlanBenchOptions(bundles=tuple(bundles), n_sequences=sequences, horizon=horizon, optimizer=planner,
+                            calls=calls, threads=threads)
+    typer.echo(f"one planning call: {planner}, {sequences} sequences x horizon {horizon}, goal-image cost; "
+               f"median of {calls} calls per backend")
+    rows = run_plan_bench(opts)
+    typer.echo(format_table(rows))
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(rows, indent=2) + "\n")
 
 
 def _bench_train(widths: tuple[int, ...], batch_size: int, steps: int, warmup: int, device: str,

@@ -146,6 +146,16 @@ class RunConfig:
 
 # The JSON types each annotation accepts (bool is not an int here, an int is a float).
 _JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "str | None": (str, type(None))}
+_JSON_LISTS = {"tuple[float, ...]": (int, float), "tuple[str, ...]": (str,)}  # JSON arrays of these
+
+
+def _json_type_ok(annotation: str, value: Any) -> bool:
+    if annotation in _JSON_LISTS:
+        items = _JSON_LISTS[annotation]
+        return isinstance(value, (list, tuple)) and all(
+            isinstance(v, items) and not isinstance(v, bool) for v in value)
+    allowed = _JSON_TYPES[annotation]
+    return isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
 
 
 def _build(cls: type, values: Any) -> Any:
@@ -156,8 +166,7 @@ def _build(cls: type, values: Any) -> Any:
     if unknown:
         raise SVGError(f"unknown {cls.__name__} option(s) {unknown}: known are {sorted(fields)}")
     for name, value in values.items():
-        allowed = _JSON_TYPES[str(fields[name].type)]
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        if not _json_type_ok(str(fields[name].type), value):
             raise SVGError(f"config option {name} must be {str(fields[name].type).replace(' | None', ' or null')}, "
                            f"got {value!r}: fix the config file")
     return cls(**values)

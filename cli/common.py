@@ -8,13 +8,29 @@ from collections.abc import Iterator
 import typer
 
 from svg_runtime.errors import SVGError
+from svg_runtime.extras import missing_extra_message
 
 
 @contextlib.contextmanager
 def fail_on_error() -> Iterator[None]:
-    """Print a user-facing error (SVGError, ValueError, missing file) as one line and exit 1."""
+    """Print a user-facing error (SVGError, ValueError, missing file or extra) as one line and exit 1."""
     try:
         yield
+    except ModuleNotFoundError as e:  # an optional extra is missing: say which one installs it
+        command = click_command_name()
+        message = missing_extra_message(e.name, f"`svg {command}`" if command else "this command")
+        if message is None:
+            raise
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from e
     except (SVGError, ValueError, FileNotFoundError) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from e
+
+
+def click_command_name() -> str | None:
+    """'data smmnist' for the command being run, or None outside a command."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else " ".join(ctx.command_path.split()[1:]) or None

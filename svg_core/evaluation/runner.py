@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from svg_core.data.smmnist import SMMNISTConfig, config_of, load_npz, make_test_set, save_npz
+from svg_core.data.smmnist import (  # noqa: F401 (build_smmnist_test_set: re-exported)
+    SMMNISTConfig,
+    build_smmnist_test_set,
+    config_of,
+    load_npz,
+    save_npz,
+)
 from svg_core.errors import SVGError
 from svg_core.evaluation import figures
 from svg_core.evaluation.protocol import EvalOptions, EvalOutput, evaluate
@@ -28,18 +34,6 @@ from svg_runtime.atomic import atomic_write_text
 from svg_runtime.backends import sha256_file
 
 log = logging.getLogger("svg")
-
-
-def build_smmnist_test_set(out: str | os.PathLike, *, num_digits: int = 2, length: int = 25, count: int = 5000,
-                           seed: int = 42, digits: str | None = None, image_size: int = 64) -> Path:
-    """A fixed SM-MNIST test set from MNIST TEST digits, reproducible by seed; returns its path."""
-    from svg_core.data.digits import load_digits
-
-    if count < 1:
-        raise SVGError(f"--count must be >= 1, got {count}")
-    cfg = SMMNISTConfig(image_size=image_size, num_digits=num_digits, seq_len=length)
-    data = make_test_set(load_digits(digits, split="test"), cfg, count, seed)
-    return save_npz(out, data)
 
 
 def load_test_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:

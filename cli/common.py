@@ -29,8 +29,13 @@ def fail_on_error() -> Iterator[None]:
 
 
 def click_command_name() -> str | None:
-    """'data smmnist' for the command being run, or None outside a command."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
+    """'data smmnist' for the command being run, or None when that cannot be told."""
+    try:  # typer >= 0.2x vendors click; older ones use click itself
+        from typer._click.globals import get_current_context
+    except ImportError:
+        try:
+            from click import get_current_context
+        except ImportError:
+            return None
+    ctx = get_current_context(silent=True)
     return None if ctx is None else " ".join(ctx.command_path.split()[1:]) or None

@@ -39,3 +39,18 @@ def click_command_name() -> str | None:
             return None
     ctx = get_current_context(silent=True)
     return None if ctx is None else " ".join(ctx.command_path.split()[1:]) or None
+
+
+def resolve_device(device: str, *, torch_side: bool) -> str:
+    """--device auto -> cuda when usable (torch's CUDA for torch commands, onnxruntime's otherwise), else cpu."""
+    if device != "auto":
+        return device
+    if torch_side:
+        import torch
+
+        found = torch.cuda.is_available()
+    else:
+        from svg_runtime.extras import import_onnxruntime
+
+        found = "CUDAExecutionProvider" in import_onnxruntime().get_available_providers()
+    return "cuda" if found else "cpu"

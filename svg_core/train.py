@@ -127,7 +127,7 @@ def train(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool = False, prog
 
 def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: DistInfo,
            stop: StopOnSignal) -> TrainResult:
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     tc, device = cfg.train, info.device
     check_batch_split(tc.batch_size, info)

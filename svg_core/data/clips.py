@@ -131,7 +131,7 @@ class ClipWriter:
         index = {**self.meta, **meta, "n_frames": self._frames.rows, "videos": self.videos}
         (self.tmp / INDEX_NAME).write_text(json.dumps(index, indent=1))
         trash = None
-        if self.out.exists():  # --overwrite: move the old store aside, swap, then delete it
+        if self.out.exists():  # --force: move the old store aside, swap, then delete it
             trash = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
             os.replace(self.out, trash)
         os.replace(self.tmp, self.out)
@@ -151,7 +151,7 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
     """out as a Path; SVGError if it exists and may not be replaced (call before any long work)."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise SVGError(f"{out} already exists: remove it, choose another --out or pass --overwrite")
+        raise SVGError(f"{out} already exists: remove it, choose another --out or pass --force")
     return out
 
 

@@ -110,7 +110,7 @@ def prepare_folder(root: str | os.PathLike, image_size: int, *, progress: bool =
 
 
 def _convert(root: Path, sources: list[Source], store: Path, image_size: int, key: str, progress: bool) -> Path:
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     gray, rgb = [], []
     with ClipWriter(store, dataset="folder", image_size=image_size, channels=3) as writer:

@@ -157,7 +157,7 @@ def check_frames(frames: np.ndarray, sampler: Sampler) -> None:
 
 def evaluate(sampler: Sampler, frames: np.ndarray, opts: EvalOptions, progress: bool = True) -> EvalOutput:
     """Run the protocol on test frames (V, T, C, H, W) (uint8 or float in [0, 1]) with a sampler."""
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     check_frames(frames, sampler)
     n_videos = len(frames) if opts.max_videos is None else min(opts.max_videos, len(frames))

@@ -226,8 +226,10 @@ def write_samples(model: SVG, cfg: RunConfig, out_dir: Path, step: int, n_videos
     context = x[:, None, :tc.n_past].expand(-1, n_samples, -1, -1, -1, -1)
     samples = torch.cat([context, gen.frames], dim=2)  # (V, N, T, C, H, W)
     videos = torch.cat([x[:, None], samples], dim=1).float().cpu().numpy()
-    grid = video_grid(videos, marked=tc.n_past)
+    variants = ["ground truth", *(f"sample {i + 1}" for i in range(n_samples))]
+    grid = video_grid(videos, marked=tc.n_past, row_labels=[f"video {v + 1}" for v in range(n_videos)],
+                      col_labels=variants)
     save_video(out_dir / f"step_{step:07d}.gif", grid)
-    save_image(out_dir / f"step_{step:07d}.png", time_grid(videos, marked=tc.n_past))
+    save_image(out_dir / f"step_{step:07d}.png", time_grid(videos, marked=tc.n_past, variant_labels=variants))
     save_video(out_dir / "latest.gif", grid)
     return out_dir / f"step_{step:07d}.gif"

@@ -24,7 +24,6 @@ def eval_(
     batch_videos: Annotated[int, typer.Option(help="Videos per sampling call (batch = videos x samples).")] = 4,
     max_videos: Annotated[int | None, typer.Option(help="Evaluate only the first N test videos.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampling noise (video i draws from the stream (seed, i)).")] = 0,
-    lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS weights (not supported yet).")] = None,
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="auto: cuda when available.")] = "auto",
 ) -> None:
     """Best-of-N PSNR/SSIM per frame with 95% intervals, the copy-last and black baselines, diversity."""
@@ -34,7 +33,6 @@ def eval_(
 
         opts = EvalOptions(n_samples=samples, cond=cond, horizon=horizon, ssim_window=ssim_window,
                            batch_videos=batch_videos, seed=seed, max_videos=max_videos,
-                           lpips_weights=None if lpips_weights is None else str(lpips_weights),
                            device=resolve_device(device, torch_side=True))
         r = run_eval(model, data, out, opts).results
         m, b = r["metrics"], r["baselines"]["copy_last"]

@@ -8,6 +8,7 @@ skipped when pip cannot reach any package source (offline without a cache).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,6 +29,8 @@ NEEDS_TRAIN = {  # command -> arguments; each must fail with the one-line hint, 
     "eval-trajectories": ["run", "--out", "traj"],
     "bench": ["--train"],
 }
+NOT_SOURCES = {".git", ".ci", ".venv", ".shim", "build", "dist", "runs", "bundles", "eval", "data", ".pytest_cache",
+               ".ruff_cache", ".benchmarks", "svg_video.egg-info"}
 OFFLINE_SIGNS = ("No matching distribution", "Could not find a version", "NewConnectionError",
                  "Temporary failure in name resolution", "Network is unreachable")
 
@@ -41,8 +44,10 @@ def _run(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
 def base_venv(tmp_path_factory) -> Path:
     """bin/ of a fresh venv holding svg-video[cpu] and nothing of [train]."""
     root = tmp_path_factory.mktemp("base_install")
+    source = root / "src"  # a copy: building in the checkout would leave build/ and *.egg-info there
+    shutil.copytree(REPO, source, ignore=lambda d, names: [n for n in names if Path(d) == REPO and n in NOT_SOURCES])
     wheel = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                  str(root / "dist"), str(REPO)], root, timeout=300)
+                  str(root / "dist"), str(source)], root, timeout=300)
     assert wheel.returncode == 0, wheel.stderr
     venv.create(root / "venv", with_pip=True)
     bin_dir = root / "venv" / "bin"

@@ -65,6 +65,11 @@ def test_base_install_has_no_torch(base_venv, tmp_path):
     assert _run([str(base_venv / "python"), "-c", probe], tmp_path).stdout.strip() == "[]"
     result = _run([str(base_venv / "svg"), "--version"], tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("svg-video "), result.stderr
+    doctor = _run([str(base_venv / "svg"), "doctor"], tmp_path)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "CPUExecutionProvider" in doctor.stdout and 'torch  not installed' in " ".join(doctor.stdout.split("  "))
+    example = _run([str(base_venv / "python"), "-m", "svg_examples.planning_loop", "--help"], tmp_path)
+    assert example.returncode == 0 and "--bundle" in example.stdout, example.stderr  # examples ship in the wheel
 
 
 @pytest.mark.slow

@@ -178,7 +178,8 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
             saved_step = step
         if info.is_main_process and (step % tc.sample_every == 0 or step == tc.steps):
             write_samples(model, cfg, run_dir / "samples", step)
-            plot_training_curves(run_dir)
+            if (run_dir / "metrics.jsonl").exists():  # --sample-every below log_every: nothing to plot yet
+                plot_training_curves(run_dir)
         if terms.stop:
             break
     bar.close()

@@ -1,6 +1,6 @@
 """The README's commands run as written after `make demo` (smoke test, marked slow).
 
-`make demo` is replayed from the Makefile's own recipe (about 10 min on 2 idle cores; 34 min measured on a
+`make demo` is replayed from the Makefile's own recipe (34 min measured on a heavily shared 2-core
 loaded machine), then every `svg ...` / `python ...` line of
 the README's bash blocks runs in README order in a scratch directory. To take minutes rather than
 hours, sizes are shrunk on the way (SHRINK: 2 training steps, batch 4, 2 samples, 4 test videos,

@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build lies on this machine's disk; an unpinned torch would pull a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[train,dev]"
+	# [cpu]: the onnxruntime CPU build (a GPU machine would take [gpu] instead: never both).
+	$(BIN)/python -m pip install -q -e ".[train,cpu,sim,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, context_settings={"help_option_names": ["-h", "--help"]},
+app = typer.Typer(no_args_is_help=True, add_completion=True, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Stochastic Video Generation (SVG-LP/FP): train, export, roll out, evaluate, benchmark.")
 
 
@@ -37,6 +37,7 @@ from svg_cli import (  # noqa: E402, F401, I001
     data_pusht,
     data_real,
     data_smmnist,
+    doctor,
     evaluate,
     export,
     rollout,

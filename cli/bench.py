@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from svg_cli.app import app
-from svg_cli.common import fail_on_error
+from svg_cli.common import fail_on_error, resolve_device
 from svg_runtime.errors import SVGError
 
 
@@ -19,15 +19,18 @@ def bench(
                                                           "and an --int8 export of one model) to benchmark.")] = None,
     train: Annotated[bool, typer.Option("--train", help="Benchmark the training step: the batched encoder/decoder "
                                         "step against a per-frame loop like the authors' code.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Sequences per training step.")] = 16,
+    batch_size: Annotated[str | None, typer.Option(help="Training: sequences per step (default 16). Inference: "
+                                                   "comma-separated batch sizes, videos x samples (default "
+                                                   "1,16,100).")] = None,
     width: Annotated[list[int] | None, typer.Option(help="DCGAN-64 base width; repeat for several "
                                                     "(default: 64, the paper's, and 16).")] = None,
     steps: Annotated[int | None, typer.Option(help="Timed steps per variant (training, default 3) or per backend "
                                               "and batch size (inference, default 20); the median is reported.")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 1,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Training: auto is cuda when "
+                                                                    "available.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
-    batch: Annotated[str, typer.Option(help="Inference: comma-separated batch sizes (videos x samples).")] = "1,16,100",
+    batch: Annotated[str | None, typer.Option("--batch", hidden=True, help="Old name of --batch-size.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Inference: the PyTorch checkpoint to compare with "
                                                     "(default: the one recorded in the bundle's manifest).")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference: torch and onnxruntime threads (default: theirs).")] = None,
@@ -40,12 +43,14 @@ def bench(
 ) -> None:
     """Benchmark training (--train) or inference of exported BUNDLES against PyTorch eager."""
     with fail_on_error():
+        sizes = batch_size or batch
         if plan:
             _bench_plan(bundles or [], sequences, horizon, planner, steps or 5, threads, json_out)
         elif train:
-            _bench_train(tuple(width or (64, 16)), batch_size, steps or 3, warmup, device, json_out)
+            _bench_train(tuple(width or (64, 16)), _one_int(sizes or "16"), steps or 3, warmup,
+                         resolve_device(device, torch_side=True), json_out)
         elif bundles:
-            _bench_infer(bundles, batch, steps or 20, checkpoint, threads, json_out)
+            _bench_infer(bundles, sizes or "1,16,100", steps or 20, checkpoint, threads, json_out)
         else:
             raise SVGError("nothing to benchmark: give an exported BUNDLE directory, or --train")
 
@@ -58,7 +63,7 @@ def _bench_infer(bundles: list[Path], batch: str, steps: int, checkpoint: Path |
     try:
         batches = tuple(int(b) for b in batch.split(","))
     except ValueError as e:
-        raise SVGError(f"--batch takes comma-separated integers like 1,16,100, got {batch!r}") from e
+        raise SVGError(f"--batch-size takes comma-separated integers like 1,16,100, got {batch!r}") from e
     opts = InferBenchOptions(bundles=tuple(bundles), batches=batches, steps=steps, checkpoint=checkpoint,
                              threads=threads)
     typer.echo(f"SVG sampling step (encode, prior, predictor, decode), median of {steps} steps per backend "
@@ -105,3 +110,10 @@ def _bench_train(widths: tuple[int, ...], batch_size: int, steps: int, warmup: i
     typer.echo(format_table(rows))
     if json_out is not None:
         json_out.write_text(json.dumps(rows_as_dicts(rows), indent=2))
+
+
+def _one_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as e:
+        raise SVGError(f"--batch-size with --train takes one integer, e.g. 16, got {text!r}") from e

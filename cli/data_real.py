@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -15,18 +15,23 @@ from svg_cli.data import data_app
 def kth(
     raw_dir: Annotated[Path, typer.Argument(help="Folder with the KTH personXX_action_dY_uncomp.avi files (any depth).")],
     out: Annotated[Path, typer.Option("--out", help="Directory to create (frames.npy + index.json).")],
-    size: Annotated[int, typer.Option(help="Frame size: 64 or 128.")] = 64,
-    split: Annotated[str, typer.Option(help="svg: persons 1-20 train, 21-25 test (SVG, SRVP); "
-                                       "savp: 1-16 / 17-25 (SAVP, OpenSTL).")] = "svg",
-    resize: Annotated[str, typer.Option(help="squash: 160x120 straight to a square with FFmpeg's bicubic "
-                                        "scaler, as SVG/SRVP do; crop: center 120x120 crop first.")] = "squash",
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    image_size: Annotated[int, typer.Option("--image-size", help="Frame size: 64 or 128.")] = 64,
+    split: Annotated[Literal["svg", "savp"], typer.Option(help="svg: persons 1-20 train, 21-25 test (SVG, SRVP); "
+                                                          "savp: 1-16 / 17-25 (SAVP, OpenSTL).")] = "svg",
+    resize: Annotated[Literal["squash", "crop"], typer.Option(
+        help="squash: 160x120 straight to a square with FFmpeg's bicubic scaler, as SVG/SRVP do; "
+        "crop: center 120x120 crop first.")] = "squash",
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    size: Annotated[int | None, typer.Option("--size", hidden=True, help="Old name of --image-size.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", hidden=True, help="Old name of --force.")] = False,
 ) -> None:
     """Convert the original KTH videos to gray frames at 64 or 128 pixels, with the split recorded."""
     with fail_on_error():
         from svg_core.data.kth import convert_kth
 
-        path = convert_kth(raw_dir, out, size=size, split=split, resize=resize, overwrite=overwrite, progress=True)
+        size = size or image_size
+        path = convert_kth(raw_dir, out, size=size, split=split, resize=resize, overwrite=force or overwrite,
+                           progress=True)
         typer.echo(f"{_describe_store(path)} of {size}x{size} in {path}")
 
 
@@ -51,27 +56,29 @@ def bair(
     softmotion_dir: Annotated[Path, typer.Argument(help="Folder holding softmotion30_44k/{train,test}/*.tfrecords.")],
     out: Annotated[Path, typer.Option("--out", help="Directory to create (frames.npy, actions.npy, "
                                       "endeffector_pos.npy, index.json).")],
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", hidden=True, help="Old name of --force.")] = False,
 ) -> None:
     """Convert BAIR robot pushing TFRecords (no TensorFlow needed): 64x64 RGB frames, actions, positions."""
     with fail_on_error():
         from svg_core.data.bair import convert_bair
 
-        path = convert_bair(softmotion_dir, out, overwrite=overwrite, progress=True)
+        path = convert_bair(softmotion_dir, out, overwrite=force or overwrite, progress=True)
         typer.echo(f"{_describe_store(path)} in {path}")
 
 
 @data_app.command("folder")
 def folder(
     path: Annotated[Path, typer.Argument(help="Folder of videos (mp4/avi/gif...), image folders or .npy/.npz.")],
-    size: Annotated[int, typer.Option(help="Frame size of the model: 64 or 128.")] = 64,
+    image_size: Annotated[int, typer.Option("--image-size", help="Frame size of the model: 64 or 128.")] = 64,
+    size: Annotated[int | None, typer.Option("--size", hidden=True, help="Old name of --image-size.")] = None,
 ) -> None:
     """Decode a folder of videos into the cache now (`--dataset folder:PATH` would on first use)."""
     with fail_on_error():
         from svg_core.data.clips import load_index
         from svg_core.data.folder import prepare_folder
 
-        store = prepare_folder(path, size, progress=True)
+        store = prepare_folder(path, size or image_size, progress=True)
         index = load_index(store)
         lengths = [v["length"] for v in index["videos"]]
         kind = "gray" if index["channels"] == 1 else "RGB"

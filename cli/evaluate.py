@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from svg_cli.app import app
-from svg_cli.common import fail_on_error
+from svg_cli.common import fail_on_error, resolve_device
 
 
 @app.command("eval")
@@ -19,12 +19,12 @@ def eval_(
     samples: Annotated[int, typer.Option(help="Samples per test video (best/worst/mean of N).")] = 100,
     cond: Annotated[int | None, typer.Option(help="Conditioning frames (default: the model's n_past).")] = None,
     horizon: Annotated[int | None, typer.Option(help="Predicted frames (default: the rest of each video).")] = None,
-    ssim_window: Annotated[str, typer.Option(help="gaussian (11x11, sigma 1.5) or uniform7.")] = "gaussian",
+    ssim_window: Annotated[Literal["gaussian", "uniform7"], typer.Option(
+        help="gaussian: 11x11, sigma 1.5; uniform7: 7x7 box.")] = "gaussian",
     batch_videos: Annotated[int, typer.Option(help="Videos per sampling call (batch = videos x samples).")] = 4,
     max_videos: Annotated[int | None, typer.Option(help="Evaluate only the first N test videos.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampling noise (video i draws from the stream (seed, i)).")] = 0,
-    lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS weights (not supported yet).")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="auto: cuda when available.")] = "auto",
 ) -> None:
     """Best-of-N PSNR/SSIM per frame with 95% intervals, the copy-last and black baselines, diversity."""
     with fail_on_error():
@@ -33,7 +33,7 @@ def eval_(
 
         opts = EvalOptions(n_samples=samples, cond=cond, horizon=horizon, ssim_window=ssim_window,
                            batch_videos=batch_videos, seed=seed, max_videos=max_videos,
-                           lpips_weights=None if lpips_weights is None else str(lpips_weights), device=device)
+                           device=resolve_device(device, torch_side=True))
         r = run_eval(model, data, out, opts).results
         m, b = r["metrics"], r["baselines"]["copy_last"]
         n = r["options"]["n_samples_drawn"]
@@ -51,7 +51,7 @@ def eval_plot(
     label: Annotated[list[str] | None, typer.Option(help="One label per results file (repeat the option).")] = None,
     grid: Annotated[Path | None, typer.Option(help="Also write a sample grid PNG (ground truth, det, "
                                               "best-PSNR and random samples).")] = None,
-    which: Annotated[str, typer.Option(help="Which sample per video: best, worst or mean.")] = "best",
+    which: Annotated[Literal["best", "worst", "mean"], typer.Option(help="Which sample per video.")] = "best",
 ) -> None:
     """Plot SSIM and PSNR per frame of several evaluations (e.g. LP, FP, det) on one figure."""
     with fail_on_error():
@@ -73,7 +73,7 @@ def eval_trajectories(
     velocity_digits: Annotated[int, typer.Option(help="Digits per velocity trajectory.")] = 16,
     velocity_samples: Annotated[int, typer.Option(help="Samples per digit.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of trajectories, digits and noise.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="auto: cuda when available.")] = "auto",
 ) -> None:
     """Fig. 6 (prior sigma at wall hits) and Fig. 5 (post-collision velocity distribution)."""
     with fail_on_error():
@@ -82,7 +82,8 @@ def eval_trajectories(
         r = run_trajectories(model, out, digits=digits, sigma_trajectories=sigma_trajectories,
                              sigma_videos=sigma_videos, sigma_length=sigma_length,
                              velocity_trajectories=velocity_trajectories, velocity_digits=velocity_digits,
-                             velocity_samples=velocity_samples, seed=seed, device=device)
+                             velocity_samples=velocity_samples, seed=seed,
+                             device=resolve_device(device, torch_side=True))
         s, v = r["sigma"], r["velocity"]
         if "true_frames" in s:
             t, o = s["true_frames"], s["own_samples"]

@@ -10,6 +10,7 @@ import typer
 
 from svg_cli.app import app
 from svg_cli.common import fail_on_error
+from svg_runtime.progress import progress_bar
 
 
 @app.command("export")
@@ -36,7 +37,8 @@ def export(
 
         opts = ExportOptions(checkpoint=run, out=out, fp16=fp16, int8=int8, calibration=calibration, trt=trt,
                              max_batch=max_batch, opt_batch=opt_batch, force=force)
-        manifest = export_bundle(opts)
+        with progress_bar(total=1, desc="export", unit="stage", leave=False) as bar:
+            manifest = export_bundle(opts, progress=lambda stage, done, total: _advance(bar, stage, done, total))
         parity = manifest["parity"]
         worst = max(e["max_abs_err"] for e in parity["graphs"].values())
         roll = parity["rollout"]
@@ -48,3 +50,9 @@ def export(
             q = manifest["quantization"]["rollout"]
             typer.echo(f"int8 rollout {q['context']} -> {q['horizon']} against fp32 PyTorch: SSIM {q['ssim_mean']:.4f} "
                        f"(min {q['ssim_min']:.4f}), mean abs err {q['mean_abs_err']:.2e}")
+
+
+def _advance(bar, stage: str, done: int, total: int) -> None:
+    bar.total = total
+    bar.set_postfix_str(stage, refresh=False)
+    bar.update(done - bar.n)

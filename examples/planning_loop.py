@@ -1,6 +1,7 @@
 """A planning loop on the torch-free runtime: sample many futures, score them against a goal, keep the best.
 
-    python examples/planning_loop.py --bundle bundles/smmnist --samples 100 --horizon 10
+    python examples/planning_loop.py --bundle runs/demo/bundle --samples 100 --horizon 10
+    python -m svg_examples.planning_loop --bundle runs/demo/bundle     # the same, from an installed wheel
 
 1. Observe a context: --context FILE (anything `svg rollout` reads), or a synthetic scene, a square
    moving right, whose goal frame is the square where it would be after the horizon.

@@ -11,6 +11,7 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,9 +68,26 @@ class ExportOptions:
         return "fp16" if self.fp16 else "fp32"
 
 
-def export_bundle(opts: ExportOptions) -> dict[str, Any]:
+# progress(stage, done, total): called after each stage of an export (a graph, the rollout check...)
+Progress = Callable[[str, int, int], None]
+
+
+class _Stages:
+    """Counts finished export stages for a progress callback."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def finished(self, stage: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(stage, self.done, self.total)
+
+
+def export_bundle(opts: ExportOptions, progress: Progress | None = None) -> dict[str, Any]:
     """Export, verify and write a bundle; returns its manifest. Raises SVGError on any failure
-    (parity above tolerance included) and then leaves nothing behind."""
+    (parity above tolerance included) and then leaves nothing behind. `progress(stage, done, total)`
+    is called after each stage (one per graph, the rollout check, int8, TensorRT, the write)."""
     start = time.perf_counter()
     out = Path(opts.out)
     _check_target(out, opts.force)
@@ -86,25 +104,29 @@ def export_bundle(opts: ExportOptions) -> dict[str, Any]:
         from svg_export.quantize import load_calibration, split_frames
 
         frames = split_frames(load_calibration(opts.calibration), model_spec(model))
+    stages = _Stages(progress, len(model_spec(model).graphs()) + 2 + opts.int8 + (trt_info is not None))
     out.parent.mkdir(parents=True, exist_ok=True)
     for stem in (f".{out.name}.partial", f".{out.name}.old"):  # left by an export that was killed
         remove_stale_temp_files(out.parent, stem)
     staging = make_temp_dir(out.parent, f".{out.name}.partial")
     try:
-        manifest = _build(model, opts, staging, ckpt_path, ckpt.step)
+        manifest = _build(model, opts, staging, ckpt_path, ckpt.step, stages)
         manifest["train"] = dataclasses.asdict(ckpt.config.train)  # n_past etc. for evaluation tools
         if opts.int8:
             from svg_export.quantize import quantize_bundle
 
             quantize_bundle(model, staging, manifest, opts.opset, frames, user_frames=opts.calibration is not None)
+            stages.finished("int8")
         if trt_info is not None:
             from svg_export.trt import build_engines
 
             manifest["tensorrt"] = build_engines(staging, manifest, trt_info, opts.opt_batch, opts.max_batch)
+            stages.finished("tensorrt")
         manifest["export"]["seconds"] = round(time.perf_counter() - start, 2)
         validate_manifest(manifest)
         atomic_write_text(staging / MANIFEST_NAME, _json(manifest))
         replace_dir(staging, out)  # an old bundle (--force) is swapped out, then deleted
+        stages.finished("written")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -121,7 +143,8 @@ def _check_target(out: Path, force: bool) -> None:
         raise SVGError(f"{out} exists and is not a bundle; refusing to replace it even with --force")
 
 
-def _build(model: SVG, opts: ExportOptions, staging: Path, ckpt_path: Path, step: int) -> dict[str, Any]:
+def _build(model: SVG, opts: ExportOptions, staging: Path, ckpt_path: Path, step: int,
+           stages: _Stages) -> dict[str, Any]:
     """Export every graph into staging, check parity, and return the manifest (no TensorRT yet)."""
     spec = model_spec(model)
     exported = export_model(model, fp16=opts.fp16)
@@ -135,8 +158,10 @@ def _build(model: SVG, opts: ExportOptions, staging: Path, ckpt_path: Path, step
                          "outputs": [t.to_json() for t in cell.io.outputs]}
         errors[graph] = verify.graph_error(Cell(model, spec, graph), path)
         log.info("exported %s: max abs err %.2e", graph, errors[graph]["max_abs_err"])
+        stages.finished(graph)
     manifest = _manifest(model, spec, opts, graphs, ckpt_path, step, exporters)
     rollout = verify.rollout_error(model, staging, manifest)
+    stages.finished("rollout check")
     manifest["parity"] = parity = {"tolerance": TOLERANCE[opts.precision], "rule": verify.RULE,
                                    "batch_sizes": list(verify.BATCH_SIZES), "graphs": errors,
                                    "rollout": rollout, "passed": False}

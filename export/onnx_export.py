@@ -73,7 +73,7 @@ def _shape(value: onnx.ValueInfoProto) -> list[int | str]:
 
 
 def graph_violations(model: onnx.ModelProto, io_: GraphIO) -> list[str]:
-    """Every way a graph breaks the bundle rules (DESIGN.md sec. 2); empty when it is fine."""
+    """Every way a graph breaks the bundle rules (docs/design.md, the bundle contract); empty when it is fine."""
     problems = []
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset > MAX_OPSET:

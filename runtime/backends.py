@@ -30,7 +30,7 @@ log = logging.getLogger("svg")
 # The step graph runs back to back in a rollout: its worker threads spin between runs (for at most
 # this long) instead of sleeping, which saves the wake-up at each of its ~100 kernels: -10% per step
 # at batch 1 and at batch 100 on a 2-core CPU. The other graphs alternate with each other, where
-# spinning threads of one session would steal the cores of the next (DESIGN.md sec. 4): they sleep.
+# spinning threads of one session would steal the cores of the next (docs/design.md): they sleep.
 SPINNING_GRAPHS = ("step",)
 SPIN_DURATION_US = 1000
 NO_CUDA = ("device='cuda' but onnxruntime has no working CUDA provider (no GPU, or the CPU-only onnxruntime "
@@ -110,8 +110,9 @@ class OrtBackend:
 
     def __init__(self, bundle: Path, manifest: dict[str, Any], spec: ModelSpec, device: str = "cpu",
                  threads: int | None = None, io_binding: bool | None = None):
-        import onnxruntime as ort
+        from svg_runtime.extras import import_onnxruntime
 
+        ort = import_onnxruntime()
         self.spec, self.device = spec, device
         self._ort = ort
         self._device_type, _, index = device.partition(":")

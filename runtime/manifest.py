@@ -159,7 +159,7 @@ def state_specs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
 
 
 def graph_io(spec: ModelSpec, graph: str) -> GraphIO:
-    """Inputs and outputs, in order, of one graph of a bundle (see DESIGN.md sec. 2)."""
+    """Inputs and outputs, in order, of one graph of a bundle (see docs/design.md, the bundle contract)."""
     g, z = (spec.g_dim,), (spec.z_dim,)
     skips = [TensorSpec(skip_name(i), s) for i, s in enumerate(spec.skips)]
     action = [TensorSpec(ACTION, (spec.action_dim,))] if spec.has_actions else []

@@ -214,6 +214,7 @@ def rollout_grid(given: np.ndarray, n_cond: int, out: Rollout, n_show: int) -> n
     cond = np.broadcast_to(given[:, None, :n_cond], (b, n_show, *given[:, :n_cond].shape[1:]))
     columns = np.concatenate([cond, out.frames[:, :n_show]], axis=2)  # (B, n_show, length, C, H, W)
     present = np.ones(columns.shape[:3], bool)
+    labels = [f"sample {i + 1}" for i in range(n_show)]
     if given.shape[1] > n_cond:
         truth = np.zeros((b, 1, length, *given.shape[2:]), np.float32)
         shown = min(given.shape[1], length)
@@ -222,7 +223,9 @@ def rollout_grid(given: np.ndarray, n_cond: int, out: Rollout, n_show: int) -> n
         truth_present = np.zeros((b, 1, length), bool)
         truth_present[:, :, :shown] = True
         present = np.concatenate([truth_present, present], axis=1)
-    return video_grid(columns, marked=n_cond, present=present)
+        labels = ["ground truth", *labels]
+    return video_grid(columns, marked=n_cond, present=present, row_labels=[f"video {i + 1}" for i in range(b)],
+                      col_labels=labels)
 
 
 def _as_float(frames: np.ndarray) -> np.ndarray:

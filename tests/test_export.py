@@ -186,6 +186,11 @@ def test_cli_export(tmp_path):
     result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert "max abs err vs PyTorch" in result.output
+    # the progress bar, as a log shows it (not a terminal): plain lines, the last one complete
+    assert "\r" not in result.output
+    n_stages = len(json.loads((tmp_path / "b" / "manifest.json").read_text())["graphs"]) + 2
+    assert "export: 100%" in result.output and f"{n_stages}/{n_stages}" in result.output
+    assert "written" in result.output
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["model"]["kind"] == "det" and manifest["parity"]["passed"]
     result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b")])

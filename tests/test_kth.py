@@ -104,7 +104,7 @@ def test_truncated_avi_is_refused_and_leaves_nothing(raw_dir: Path, tmp_path: Pa
 
 
 def test_existing_output_and_empty_input(store: Path, tmp_path: Path) -> None:
-    with pytest.raises(SVGError, match="already exists.*--overwrite"):
+    with pytest.raises(SVGError, match="already exists.*--force"):
         convert_kth(tmp_path, store)
     with pytest.raises(SVGError, match="no KTH video"):
         convert_kth(tmp_path, tmp_path / "out")

@@ -38,7 +38,7 @@ def test_encoder_decoder_shapes(backbone: str, size: int) -> None:
 
 
 def test_paper_model_size_matches_authors_code() -> None:
-    # The authors' DCGAN-64 SVG-LP for SM-MNIST has 12.6 M parameters (DESIGN.md sec. 4).
+    # The authors' DCGAN-64 SVG-LP for SM-MNIST has 12.6 M parameters (docs/design.md).
     n = sum(p.numel() for p in SVG(preset("smmnist").model).parameters())
     assert 12.5e6 < n < 12.7e6
 

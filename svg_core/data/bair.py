@@ -76,7 +76,7 @@ def decode_bair_record(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray,
 def convert_bair(root: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
                  progress: bool = False) -> Path:
     """Convert softmotion30_44k/{train,test}/*.tfrecords under root into an RGB clip store at out."""
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     check_output(out, overwrite)
     files = find_bair_files(root)

@@ -146,7 +146,7 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
     """out as a Path; SVGError if it exists and may not be replaced (call before any long work)."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise SVGError(f"{out} already exists: remove it, choose another --out or pass --overwrite")
+        raise SVGError(f"{out} already exists: remove it, choose another --out or pass --force")
     return out
 
 

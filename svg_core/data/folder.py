@@ -116,7 +116,7 @@ def prepare_folder(root: str | os.PathLike, image_size: int, *, progress: bool =
 
 def _convert(root: Path, sources: list[Source], store: Path, image_size: int, key: str, progress: bool,
              action_dim: int = 0) -> Path:
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     gray, rgb = [], []
     extras = {"actions": action_dim} if action_dim else None

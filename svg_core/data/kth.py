@@ -78,7 +78,7 @@ def split_persons(split: str) -> tuple[list[int], list[int]]:
 def convert_kth(raw_dir: str | os.PathLike, out: str | os.PathLike, *, size: int = 64, split: str = "svg",
                 resize: str = "squash", overwrite: bool = False, progress: bool = False) -> Path:
     """Convert the KTH AVI files under raw_dir into a gray clip store at out; returns out."""
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     if size not in (64, 128):
         raise SVGError(f"KTH frame size must be 64 or 128, got {size}")

@@ -278,23 +278,23 @@ def make_test_set(digits: np.ndarray, cfg: SMMNISTConfig, count: int, seed: int)
     return data
 
 
+def build_smmnist_test_set(out: str | os.PathLike, *, num_digits: int = 2, length: int = 25, count: int = 5000,
+                           seed: int = 42, digits: str | None = None, image_size: int = 64) -> Path:
+    """A fixed SM-MNIST test set from MNIST TEST digits, reproducible by seed; returns its path (numpy only)."""
+    from svg_core.data.digits import load_digits
+
+    if count < 1:
+        raise SVGError(f"--count must be >= 1, got {count}")
+    cfg = SMMNISTConfig(image_size=image_size, num_digits=num_digits, seq_len=length)
+    return save_npz(out, make_test_set(load_digits(digits, split="test"), cfg, count, seed))
+
+
 def config_of(data: dict[str, np.ndarray]) -> SMMNISTConfig:
     """The SMMNISTConfig stored by `make_test_set` (e.g. after `load_npz`)."""
     if "config" not in data:
         raise SVGError("this SM-MNIST file has no 'config' entry: rebuild it with make_test_set")
     return SMMNISTConfig.from_dict(json.loads(str(data["config"])))
 
-
-def build_smmnist_test_set(out: str | os.PathLike, *, num_digits: int = 2, length: int = 25, count: int = 5000,
-                           seed: int = 42, digits: str | None = None, image_size: int = 64) -> Path:
-    """A fixed SM-MNIST test set from MNIST TEST digits, reproducible by seed; returns its path."""
-    from svg_core.data.digits import load_digits
-
-    if count < 1:
-        raise SVGError(f"--count must be >= 1, got {count}")
-    cfg = SMMNISTConfig(image_size=image_size, num_digits=num_digits, seq_len=length)
-    data = make_test_set(load_digits(digits, split="test"), cfg, count, seed)
-    return save_npz(out, data)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

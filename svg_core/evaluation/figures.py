@@ -44,6 +44,13 @@ def _band(ax, x, curve: dict[str, Any], label: str, **style) -> None:
     ax.fill_between(x, y - half, y + half, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+def _integer_ticks(ax) -> None:
+    """Frame numbers are integers: no 2.5 on a frame axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_curves(results: Sequence[dict[str, Any]], labels: Sequence[str], path: str | os.PathLike,
                 which: str = "best") -> Path:
     """SSIM and PSNR per predicted frame, one line per run (its `which`-of-N sample) with 95% bands,
@@ -63,6 +70,7 @@ def plot_curves(results: Sequence[dict[str, Any]], labels: Sequence[str], path: 
         for h in sorted(horizons):
             ax.axvline(h, color="k", linewidth=0.8, alpha=0.6)
         ax.set_xlabel("frame number (conditioning: 1.." + str(base["cond"]) + ")")
+        _integer_ticks(ax)
         ax.set_ylabel(METRIC_LABELS[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -129,6 +137,7 @@ def plot_sigma(series: Sequence[dict[str, Any]], path: str | os.PathLike, title:
             pad = 0.1 * (shown.max() - shown.min()) + 1e-6
             ax.set_ylim(shown.min() - pad, shown.max() + pad)
         ax.set_title(s.get("label", ""), fontsize=9)
+        _integer_ticks(ax)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("frame number t (sigma of p(z_t | x_1..t-1)); vertical lines: wall hits")
     if title:
@@ -148,24 +157,32 @@ def plot_velocity(panels: Sequence[dict[str, Any]], path: str | os.PathLike, max
     fig, axes = plt.subplots(2 * len(panels), n_cols, figsize=(1.1 * n_cols, 3.0 * len(panels)),
                              squeeze=False, layout="constrained")
     ext = (-max_speed - 0.5, max_speed + 0.5, max_speed + 0.5, -max_speed - 0.5)
+    side = 2 * max_speed + 1
+    ticks = [-max_speed, 0, max_speed]
+    # one colour scale for every panel, so that the colour bar reads on all of them
+    vmax = max(float(np.max(np.asarray(p[key])[:, :side * side])) for p in panels for key in ("model", "truth"))
+    image = None
     for k, p in enumerate(panels):
         for j in range(n_cols):
             for r, key in enumerate(("model", "truth")):
                 ax = axes[2 * k + r, j]
-                ax.set_xticks([])
-                ax.set_yticks([])
+                bottom = 2 * k + r == 2 * len(panels) - 1
+                ax.set_xticks(ticks, [str(v) for v in ticks] if bottom else [], fontsize=6)
+                ax.set_yticks(ticks, [str(v) for v in ticks] if j == 0 else [], fontsize=6)
                 if j >= len(p["frames"]):
                     ax.axis("off")
                     continue
-                side = 2 * max_speed + 1
-                ax.imshow(np.asarray(p[key][j])[:side * side].reshape(side, side), cmap="viridis", extent=ext, vmin=0, interpolation="nearest")
+                image = ax.imshow(np.asarray(p[key][j])[:side * side].reshape(side, side), cmap="viridis",
+                                  extent=ext, vmin=0, vmax=vmax, interpolation="nearest")
                 if r == 0:
                     mark = " *" if p["frames"][j] == p["collision"] + 1 else ""
                     ax.set_title(f"t={p['frames'][j]}{mark}\nTV {p['tv'][j]:.2f}", fontsize=7)
                 if j == 0:
                     ax.set_ylabel(f"{p['label']}\n{'model' if r == 0 else 'truth'}\ndy", fontsize=7)
-                if 2 * k + r == 2 * len(panels) - 1:
+                if bottom:
                     ax.set_xlabel("dx", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, pad=0.01, label="probability of (dx, dy)")
     fig.suptitle("distribution of the digit's velocity (dx, dy) per predicted frame; * first frame after the "
                  "wall hit; TV: total variation distance model vs truth", fontsize=9)
     return _save(fig, path)

@@ -41,7 +41,6 @@ class EvalOptions:
     seed: int = 0
     max_videos: int | None = None  # evaluate only the first videos of the test set
     n_keep: int = 4  # videos whose samples are kept for the sample grids
-    lpips_weights: str | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -59,9 +58,6 @@ class EvalOptions:
             raise SVGError(f"--max-videos must be >= 1, got {self.max_videos}")
         if self.seed < 0:
             raise SVGError(f"--seed must be >= 0, got {self.seed}")
-        if self.lpips_weights is not None:
-            raise SVGError("LPIPS is not supported yet (it needs AlexNet and LPIPS linear-layer weights, which "
-                           "cannot be downloaded here): drop --lpips-weights; PSNR and SSIM are reported")
 
 
 @dataclass
@@ -157,7 +153,7 @@ def check_frames(frames: np.ndarray, sampler: Sampler) -> None:
 
 def evaluate(sampler: Sampler, frames: np.ndarray, opts: EvalOptions, progress: bool = True) -> EvalOutput:
     """Run the protocol on test frames (V, T, C, H, W) (uint8 or float in [0, 1]) with a sampler."""
-    from tqdm.auto import tqdm
+    from svg_runtime.progress import progress_bar as tqdm  # plain lines, not \r floods, in logs
 
     check_frames(frames, sampler)
     n_videos = len(frames) if opts.max_videos is None else min(opts.max_videos, len(frames))
@@ -220,7 +216,7 @@ def protocol_notes(opts: EvalOptions, n_capped: int) -> dict[str, Any]:
         "mean": "mean over the samples of each video",
         "aggregate": "mean over videos; ci95 = 1.96 * std(ddof=1) / sqrt(n_videos)",
         "baselines": "copy_last: the last conditioning frame repeated; black: all-zero frames",
-        "lpips": "not computed (not supported yet)",
+        "lpips": "not computed (PSNR and SSIM only)",
     }
 
 

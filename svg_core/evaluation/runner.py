@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from svg_core.data.smmnist import SMMNISTConfig, config_of, load_npz
+from svg_core.data.smmnist import (  # noqa: F401 (build_smmnist_test_set: re-exported)
+    SMMNISTConfig,
+    build_smmnist_test_set,
+    config_of,
+    load_npz,
+)
 from svg_core.errors import SVGError
 from svg_core.evaluation import figures
 from svg_core.evaluation.protocol import EvalOptions, EvalOutput, evaluate

@@ -58,6 +58,9 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 2e-3
     beta: float = 1e-4
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0 (the paper: none)
+    # Start the decoder's sigmoid at the training data's mean pixel instead of 0.5 (a fix: see README)
+    init_output_bias: bool = True
     steps: int = 100_000
     seed: int = 1
     num_digits: int = 2

@@ -90,3 +90,16 @@ def test_eval_accepts_a_pretrained_name():
 
     sampler = load_sampler(f"pretrained:{NAME}")
     assert isinstance(sampler, BundleSampler) and sampler.kind == "lp"
+
+
+def test_pack_dedups_weights_and_keeps_the_rollout(tmp_path_factory, tmp_path):
+    from bundle_fixtures import get_bundle
+
+    from svg_export.pack import WEIGHTS_NAME, pack_bundle
+
+    src = get_bundle(tmp_path_factory, "lp").path
+    manifest = pack_bundle(src, tmp_path / "packed")
+    size = lambda d: sum(p.stat().st_size for p in d.iterdir() if p.is_file())  # noqa: E731
+    assert (tmp_path / "packed" / WEIGHTS_NAME).is_file() and size(tmp_path / "packed") < 0.75 * size(src)
+    jsonschema.validate(read_manifest(tmp_path / "packed"), load_schema())
+    assert manifest["packing"]["rollout_vs_source"]["max_abs_err"] < 1e-2

@@ -106,7 +106,7 @@ def _mean_pixel(cfg: RunConfig, n_items: int = 64) -> float:
     """Mean pixel of the first training items: where the decoder's output starts."""
     dataset = build_dataset(cfg, split="train")
     n = min(n_items, len(dataset))
-    return float(torch.stack([dataset[i]["frames"] for i in range(n)]).mean())
+    return float(torch.stack([dataset[i]["frames"] for i in range(n)]).mean()) if n else 0.5
 
 
 def lr_at(step: int, cfg: RunConfig) -> float:

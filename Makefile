@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_RUN ?= runs/demo
-DEMO_STEPS ?= 400
+DEMO_STEPS ?= 600
 
 .PHONY: install demo test lint bench clean
 
@@ -26,18 +26,22 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	@echo "== 1/4 train a small SVG-LP on 1-digit Stochastic Moving MNIST (offline digits, CPU, a few minutes) =="
-	$(BIN)/svg train --preset smmnist-small --num-digits 1 --steps $(DEMO_STEPS) --sample-every 200 \
-		--checkpoint-every 200 --out $(DEMO_RUN) $(if $(wildcard $(DEMO_RUN)/checkpoint.safetensors),--resume,)
-	@echo "== 2/4 export it to ONNX (verified against PyTorch) =="
-	$(BIN)/svg export $(DEMO_RUN) --out $(DEMO_RUN)/bundle --force
-	@echo "== 3/4 roll out 8 futures of held-out test videos with the torch-free runtime =="
+	@echo "== 1/5 futures at once: the pretrained SVG-LP shipped in the package (torch-free runtime) =="
 	$(BIN)/svg data smmnist --num-digits 1 --count 32 --length 25 --seed 42 --out $(DEMO_RUN)/test.npz
+	$(BIN)/svg rollout pretrained:smmnist-1digit --context $(DEMO_RUN)/test.npz --cond 5 --samples 8 \
+		--horizon 20 --seed 0 --show 4 --out $(DEMO_RUN)/pretrained_rollout.gif
+	@echo "== 2/5 train a small SVG-LP on 1-digit Stochastic Moving MNIST (offline digits, CPU, a few minutes) =="
+	$(BIN)/svg train --preset smmnist-small --num-digits 1 --steps $(DEMO_STEPS) --sample-every $(DEMO_STEPS) \
+		--checkpoint-every 200 --out $(DEMO_RUN)/train $(if $(wildcard $(DEMO_RUN)/train/checkpoint.safetensors),--resume,)
+	@echo "== 3/5 export it to ONNX (verified against PyTorch) =="
+	$(BIN)/svg export $(DEMO_RUN)/train --out $(DEMO_RUN)/bundle --force
+	@echo "== 4/5 roll out 8 futures of held-out test videos with the torch-free runtime =="
 	$(BIN)/svg rollout $(DEMO_RUN)/bundle --context $(DEMO_RUN)/test.npz --cond 5 --samples 8 --horizon 20 \
-		--seed 0 --out $(DEMO_RUN)/rollout.gif
-	@echo "== 4/4 evaluate: best of 20 samples against the copy-last-frame and all-black baselines =="
-	$(BIN)/svg eval $(DEMO_RUN) --data $(DEMO_RUN)/test.npz --samples 20 --out $(DEMO_RUN)/eval
-	@echo "== done: $(DEMO_RUN)/samples/latest.gif, $(DEMO_RUN)/rollout.gif, $(DEMO_RUN)/eval/curves.png =="
+		--seed 0 --show 4 --out $(DEMO_RUN)/rollout.gif
+	@echo "== 5/5 evaluate: best of 20 samples against the copy-last-frame and all-black baselines =="
+	$(BIN)/svg eval $(DEMO_RUN)/train --data $(DEMO_RUN)/test.npz --samples 20 --out $(DEMO_RUN)/eval
+	@echo "== done: $(DEMO_RUN)/pretrained_rollout.gif (pretrained), $(DEMO_RUN)/rollout.gif and" \
+		"$(DEMO_RUN)/train/samples/latest.gif (trained just now), $(DEMO_RUN)/eval/curves.png =="
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q --benchmark-only

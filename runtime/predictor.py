@@ -31,6 +31,7 @@ import numpy as np
 from svg_runtime.backends import Backend, Buffers, OrtBackend
 from svg_runtime.errors import SVGRuntimeError
 from svg_runtime.manifest import ACTION, ModelSpec, feedback, graph_io, is_skip, read_manifest, state_specs
+from svg_runtime.pretrained import resolve_bundle
 
 log = logging.getLogger("svg")
 BACKENDS = ("auto", "ort", "trt")
@@ -120,7 +121,7 @@ class Predictor:
             raise SVGRuntimeError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
             raise SVGRuntimeError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
-        bundle = Path(bundle)
+        bundle = resolve_bundle(bundle)  # a directory, or "pretrained:NAME" (shipped with the package)
         manifest = read_manifest(bundle)
         spec = ModelSpec.from_manifest(manifest)
         has_engines = bool(manifest.get("tensorrt"))

@@ -7,6 +7,8 @@ skips back to a frame in [0, 1], concatenating each skip on the channel axis.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -93,6 +95,18 @@ class Decoder(nn.Module):
         else:
             layers += [nn.ConvTranspose2d(w, channels, 3, 1, 1), nn.Sigmoid()]
         return nn.Sequential(*layers)
+
+    def set_output_level(self, level: float) -> None:
+        """Start the output at `level` (e.g. the data's mean pixel) instead of sigmoid(0) = 0.5.
+
+        With a zero bias every pixel starts mid-grey, and the MSE gradient through a sigmoid near 0
+        shrinks as s(1 - s): the black background of SM-MNIST then stays a haze for thousands of
+        steps, and SSIM punishes haze hard. A fix of the initialisation, not a change of the model.
+        """
+        level = min(max(level, 1e-4), 1 - 1e-4)
+        last = [m for m in self.stages[-1] if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+        with torch.no_grad():
+            last.bias.fill_(math.log(level / (1 - level)))
 
     def forward(self, g: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         x = self.stem(g[:, :, None, None])  # (B, w_last, 4, 4)

@@ -90,6 +90,9 @@ class TrainConfig:
     # the reconstruction term (0: the paper's plain MSE). Small moving objects (a robot's end
     # effector: ~12 of 4,096 pixels) otherwise cost too little to be drawn at all.
     motion_weight: float = 0.0
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0 (the paper: none)
+    # Start the decoder's sigmoid at the training data's mean pixel instead of 0.5 (a fix: see README)
+    init_output_bias: bool = True
     steps: int = 100_000
     seed: int = 1
     num_digits: int = 2

@@ -86,6 +86,8 @@ def _start(run_dir: Path, cfg: RunConfig, resume: bool, info: DistInfo
     if ckpt is None:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         model, step = SVG(cfg.model).to(info.device), 0
+        if cfg.train.init_output_bias:
+            model.decoder.set_output_level(_mean_pixel(cfg))
     else:
         cfg, _ = resume_config(ckpt.config, {**cfg.to_dict()["model"], **cfg.to_dict()["train"]})
         if ckpt.step >= cfg.train.steps:
@@ -100,9 +102,17 @@ def _start(run_dir: Path, cfg: RunConfig, resume: bool, info: DistInfo
     return model, opt, step, cfg
 
 
+def _mean_pixel(cfg: RunConfig, n_items: int = 64) -> float:
+    """Mean pixel of the first training items: where the decoder's output starts."""
+    dataset = build_dataset(cfg, split="train")
+    n = min(n_items, len(dataset))
+    return float(torch.stack([dataset[i]["frames"] for i in range(n)]).mean()) if n else 0.5
+
+
 def lr_at(step: int, cfg: RunConfig) -> float:
-    """Learning rate of a step: constant, as in the paper (a schedule would go here)."""
-    return cfg.train.lr
+    """Learning rate of a step: constant as in the paper, after an optional linear warm-up."""
+    warmup = cfg.train.warmup_steps
+    return cfg.train.lr * min(1.0, (step + 1) / warmup) if warmup > 0 else cfg.train.lr
 
 
 def train(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:

@@ -177,8 +177,11 @@ def is_bundle(path: str | os.PathLike) -> bool:
 
 
 def load_sampler(path: str | os.PathLike, device: str = "cpu") -> Sampler:
-    """A run directory or checkpoint file -> TorchSampler; a bundle directory (manifest.json) -> BundleSampler."""
-    p = Path(path)
+    """A run directory or checkpoint file -> TorchSampler; a bundle directory (manifest.json) or
+    `pretrained:NAME` -> BundleSampler."""
+    from svg_runtime.pretrained import resolve_bundle
+
+    p = resolve_bundle(path)
     if not p.exists():
         raise SVGError(f"{p} does not exist: pass a run directory, a checkpoint file or an exported bundle")
     if is_bundle(p):

@@ -37,8 +37,18 @@ def export(
 
         opts = ExportOptions(checkpoint=run, out=out, fp16=fp16, int8=int8, calibration=calibration, trt=trt,
                              max_batch=max_batch, opt_batch=opt_batch, force=force)
-        with progress_bar(total=1, desc="export", unit="stage", leave=False) as bar:
-            manifest = export_bundle(opts, progress=lambda stage, done, total: _advance(bar, stage, done, total))
+        bars: list = []  # the bar starts with the first finished stage: bad input fails before any bar line
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if not bars:
+                bars.append(progress_bar(total=total, desc="export", unit="stage", leave=False))
+            _advance(bars[0], stage, done, total)
+
+        try:
+            manifest = export_bundle(opts, progress=advance)
+        finally:
+            for bar in bars:
+                bar.close()
         parity = manifest["parity"]
         worst = max(e["max_abs_err"] for e in parity["graphs"].values())
         roll = parity["rollout"]

@@ -195,7 +195,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # calls roll out hundreds of futures per control step.
     "pusht-small": {
         "model": dict(backbone="dcgan", image_size=64, channels=3, width=8, g_dim=64, z_dim=8, rnn_size=128),
-        "train": dict(dataset="pusht", n_past=2, n_future=8, batch_size=32, beta=1e-4),
+        "train": dict(dataset="pusht", n_past=2, n_future=8, batch_size=32, beta=1e-4, motion_weight=50.0),
     },
     "kth": {
         "model": dict(backbone="vgg", image_size=64, channels=1, z_dim=24),

@@ -202,3 +202,18 @@ def test_cli_rollout_with_actions(lp_act, tmp_path) -> None:
     assert gif.exit_code == 0, gif.output
     missing = CliRunner().invoke(app, ["rollout", str(lp_act.path), "--context", str(ctx), "--out", str(out)])
     assert missing.exit_code == 1 and "pass --actions FILE.npy" in missing.output
+
+
+def test_motion_weight_weighs_only_pixels_that_change(tmp_path) -> None:
+    _, model = make_run(tmp_path, "m", kind="det")
+    x = torch.full((2, 3, 1, 64, 64), 0.9)
+    x[:, 1, :, 10:14, 10:14] = 0.1  # a dark square appears in frame 1 and stays in frame 2
+    with torch.no_grad():
+        plain = model.training_loss(x, n_past=1, beta=0.0)
+        weighted = model.training_loss(x, n_past=1, beta=0.0, motion_weight=50.0)
+        err = (plain.x_hat - x[:, 1:]) ** 2  # (B, 2, 1, H, W)
+    torch.testing.assert_close(weighted.mse, plain.mse)  # the reported mse stays the plain one
+    torch.testing.assert_close(plain.loss, plain.mse)
+    # frame 1: the 16 changed pixels weigh 1 + 50 * 0.8 = 41; frame 2 changed nowhere: weight 1
+    want = err[:, 0].mean() + 40 * err[:, 0, :, 10:14, 10:14].sum() / err[:, 0].numel() + err[:, 1].mean()
+    torch.testing.assert_close(weighted.loss, want)

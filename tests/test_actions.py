@@ -207,7 +207,7 @@ def test_cli_rollout_with_actions(lp_act, tmp_path) -> None:
 def test_motion_weight_weighs_only_pixels_that_change(tmp_path) -> None:
     _, model = make_run(tmp_path, "m", kind="det")
     x = torch.full((2, 3, 1, 64, 64), 0.9)
-    x[:, 1, :, 10:14, 10:14] = 0.1  # a dark square appears in frame 1 and stays in frame 2
+    x[:, 1:, :, 10:14, 10:14] = 0.1  # a dark square appears in frame 1 and stays in frame 2
     with torch.no_grad():
         plain = model.training_loss(x, n_past=1, beta=0.0)
         weighted = model.training_loss(x, n_past=1, beta=0.0, motion_weight=50.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from svg_core.checkpoint import save_checkpoint
@@ -81,6 +82,11 @@ def make_responsive(model: SVG) -> SVG:
             model.training_loss(torch.rand(4, 4, cfg.channels, cfg.image_size, cfg.image_size), n_past=2, beta=1e-4,
                                 actions=actions)
     return model
+
+
+def random_context(spec, b: int = 2, t: int = 3, seed: int = 0) -> np.ndarray:
+    """Context frames (b, t, C, H, W) float32 in [0, 1] for a model spec."""
+    return np.random.default_rng(seed).random((b, t, *spec.frame_shape), dtype=np.float32)
 
 
 def random_actions(cfg: ModelConfig, *lead: int, seed: int = 0) -> torch.Tensor:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from bundle_fixtures import get_bundle, make_run, random_actions
+from bundle_fixtures import get_bundle, make_run, random_actions, random_context
 from typer.testing import CliRunner
 
 from svg_cli.app import app
@@ -29,10 +29,6 @@ def lp_act(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lp_act_pred(lp_act):
     return Predictor.load(lp_act.path, threads=1)
-
-
-def _context(spec, b=2, t=3, seed=0):
-    return np.random.default_rng(seed).random((b, t, *spec.frame_shape), dtype=np.float32)
 
 
 def test_changing_an_action_changes_later_frames_only(tmp_path) -> None:
@@ -110,7 +106,7 @@ def test_unconditional_graphs_have_no_action_input(tmp_path_factory) -> None:
 def test_runtime_rollout_of_candidate_sequences_matches_pytorch(lp_act, io_binding) -> None:
     p = Predictor.load(lp_act.path, threads=1, io_binding=io_binding)
     cfg = lp_act.model.cfg
-    ctx = _context(p.spec, t=3)
+    ctx = random_context(p.spec, t=3)
     ctx_actions = random_actions(cfg, 2, 2, seed=1).numpy()
     seqs = random_actions(cfg, 2, 3, 5, seed=2).numpy()  # (B, K=3, H=5, A)
     eps = np.random.default_rng(3).standard_normal((2, 3, 2, 5, p.spec.z_dim), dtype=np.float32)
@@ -127,7 +123,7 @@ def test_runtime_rollout_of_candidate_sequences_matches_pytorch(lp_act, io_bindi
 
 def test_stepwise_runtime_matches_sample_and_pytorch(lp_act, lp_act_pred) -> None:
     p, cfg = lp_act_pred, lp_act.model.cfg
-    ctx = _context(p.spec, t=2)
+    ctx = random_context(p.spec, t=2)
     ctx_actions = random_actions(cfg, 2, 1, seed=4).numpy()
     seq = random_actions(cfg, 2, 1, 3, seed=5).numpy()
     eps = np.random.default_rng(6).standard_normal((2, 1, 1, 3, p.spec.z_dim), dtype=np.float32)
@@ -146,7 +142,7 @@ def test_stepwise_runtime_matches_sample_and_pytorch(lp_act, lp_act_pred) -> Non
 
 def test_seeded_sample_with_actions_uses_documented_noise(lp_act_pred) -> None:
     p = lp_act_pred
-    state = p.observe(_context(p.spec, t=1))
+    state = p.observe(random_context(p.spec, t=1))
     seqs = np.full((2, 2, 4, 2), 250.0, np.float32)
     a = p.sample(state, n_samples=3, seed=7, actions=seqs)
     eps = np.random.default_rng(7).standard_normal((2, 2, 3, 4, p.spec.z_dim), dtype=np.float32)
@@ -156,7 +152,7 @@ def test_seeded_sample_with_actions_uses_documented_noise(lp_act_pred) -> None:
 
 def test_action_model_refuses_missing_or_wrong_actions(lp_act_pred) -> None:
     p = lp_act_pred
-    ctx = _context(p.spec, t=3)
+    ctx = random_context(p.spec, t=3)
     with pytest.raises(SVGRuntimeError, match=r"action-conditioned: pass the actions between the context frames, "
                                               r"shape \(2, 2, 2\) \(target_x, target_y\)"):
         p.observe(ctx)
@@ -175,11 +171,11 @@ def test_action_model_refuses_missing_or_wrong_actions(lp_act_pred) -> None:
 
 def test_unconditional_model_refuses_actions(tmp_path_factory) -> None:
     p = Predictor.load(get_bundle(tmp_path_factory, "lp").path, threads=1)
-    state = p.observe(_context(p.spec, t=2))
+    state = p.observe(random_context(p.spec, t=2))
     with pytest.raises(SVGRuntimeError, match="trained without actions: drop the actions"):
         p.sample(state, actions=np.zeros((2, 1, 3, 2)))
     with pytest.raises(SVGRuntimeError, match="trained without actions"):
-        p.observe(_context(p.spec, t=2), actions=np.zeros((2, 1, 2)))
+        p.observe(random_context(p.spec, t=2), actions=np.zeros((2, 1, 2)))
 
 
 def test_cli_rollout_with_actions(lp_act, tmp_path) -> None:

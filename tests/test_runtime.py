@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from bundle_fixtures import MODELS, get_bundle
+from bundle_fixtures import MODELS, get_bundle, random_context
 
 from svg_core import sampling
 from svg_runtime import Predictor, SVGRuntimeError
@@ -30,10 +30,6 @@ def lp_pred(lp):
     return Predictor.load(lp.path, threads=1)
 
 
-def _context(spec, b=2, t=3, seed=0):
-    return np.random.default_rng(seed).random((b, t, *spec.frame_shape), dtype=np.float32)
-
-
 def _torch_generate(model, context, eps):
     with torch.no_grad():
         return sampling.generate(model, torch.from_numpy(context), eps.shape[2], eps.shape[1],
@@ -45,7 +41,7 @@ def _torch_generate(model, context, eps):
 def test_rollout_matches_pytorch(tmp_path_factory, name, io_binding):
     bundle = get_bundle(tmp_path_factory, name)
     p = Predictor.load(bundle.path, backend="ort", threads=1, io_binding=io_binding)
-    ctx = _context(p.spec, t=3)
+    ctx = random_context(p.spec, t=3)
     eps = np.random.default_rng(1).standard_normal((2, 2, 6, p.spec.latent_dim), dtype=np.float32)
     got = p.sample(p.observe(ctx), n_samples=2, horizon=6, eps=eps)
     want = _torch_generate(bundle.model, ctx, eps)
@@ -59,23 +55,23 @@ def test_rollout_matches_pytorch(tmp_path_factory, name, io_binding):
 
 def test_kind_specific_outputs(tmp_path_factory):
     fp = Predictor.load(get_bundle(tmp_path_factory, "fp").path, threads=1)
-    out = fp.sample(fp.observe(_context(fp.spec)), n_samples=2, horizon=3, seed=0)
+    out = fp.sample(fp.observe(random_context(fp.spec)), n_samples=2, horizon=3, seed=0)
     assert np.all(out.mu == 0) and np.all(out.sigma == 1) and out.sigma.shape == (2, 2, 3, 4)
     det = Predictor.load(get_bundle(tmp_path_factory, "det").path, threads=1)
-    out = det.sample(det.observe(_context(det.spec)), n_samples=3, horizon=2, seed=0)
+    out = det.sample(det.observe(random_context(det.spec)), n_samples=3, horizon=2, seed=0)
     assert out.sigma.shape == (2, 3, 2, 0)
     np.testing.assert_array_equal(out.frames[:, 0], out.frames[:, 2])  # no latent: samples equal
 
 
 def test_single_context_frame(lp, lp_pred):
-    ctx = _context(lp_pred.spec, t=1)
+    ctx = random_context(lp_pred.spec, t=1)
     eps = np.random.default_rng(2).standard_normal((2, 1, 4, 4), dtype=np.float32)
     got = lp_pred.sample(lp_pred.observe(ctx), horizon=4, eps=eps)
     np.testing.assert_allclose(got.frames, _torch_generate(lp.model, ctx, eps).frames.numpy(), atol=ATOL)
 
 
 def test_stepwise_api_equals_sample(lp_pred):
-    ctx = _context(lp_pred.spec, t=4)
+    ctx = random_context(lp_pred.spec, t=4)
     eps = np.random.default_rng(3).standard_normal((2, 3, 5, 4), dtype=np.float32)
     state = lp_pred.observe(ctx[:, :3])
     lp_pred.observe_frame(state, ctx[:, 3])
@@ -95,7 +91,7 @@ def test_stepwise_api_equals_sample(lp_pred):
 
 
 def test_observe_frame_matches_pytorch(lp, lp_pred):
-    ctx = _context(lp_pred.spec, t=3)
+    ctx = random_context(lp_pred.spec, t=3)
     state = lp_pred.observe_frame(lp_pred.observe(ctx[:, :2]), ctx[:, 2])
     with torch.no_grad():
         model = lp.model.eval()
@@ -109,7 +105,7 @@ def test_observe_frame_matches_pytorch(lp, lp_pred):
 
 
 def test_copy_and_restore_for_tree_search(lp_pred):
-    state = lp_pred.fork(lp_pred.observe(_context(lp_pred.spec)), 2)
+    state = lp_pred.fork(lp_pred.observe(random_context(lp_pred.spec)), 2)
     snapshot = state.copy()
     rng = np.random.default_rng(4)
     eps = rng.standard_normal((3, 4, 4), dtype=np.float32)
@@ -122,7 +118,7 @@ def test_copy_and_restore_for_tree_search(lp_pred):
 
 
 def test_seeds(lp_pred):
-    state = lp_pred.observe(_context(lp_pred.spec))
+    state = lp_pred.observe(random_context(lp_pred.spec))
     a = lp_pred.sample(state, n_samples=2, horizon=3, seed=7)
     b = lp_pred.sample(state, n_samples=2, horizon=3, seed=7)
     c = lp_pred.sample(state, n_samples=2, horizon=3, seed=8)
@@ -174,7 +170,7 @@ def test_bad_context_is_rejected(lp_pred, bad, match):
 
 
 def test_bad_arguments_are_rejected(lp_pred, tmp_path):
-    state = lp_pred.observe(_context(lp_pred.spec))
+    state = lp_pred.observe(random_context(lp_pred.spec))
     with pytest.raises(SVGRuntimeError, match="eps must have shape"):
         lp_pred.sample(state, n_samples=2, horizon=3, eps=np.zeros((2, 2, 3, 5), np.float32))
     with pytest.raises(SVGRuntimeError, match="NaN"):
@@ -260,7 +256,7 @@ def test_tensorrt_backend_logic_with_a_fake_tensorrt(tmp_path_factory, tmp_path,
     p_trt = Predictor.load(with_fake_engines(bundle.path, tmp_path / "b", max_batch=4), device="cuda")
     p_ort = Predictor.load(bundle.path, threads=1)
     assert p_trt.backend.name == "trt"
-    ctx = _context(p_ort.spec, b=2, t=3)  # the encoder sees 6 frames: two chunks of at most 4
+    ctx = random_context(p_ort.spec, b=2, t=3)  # the encoder sees 6 frames: two chunks of at most 4
     a = p_trt.sample(p_trt.observe(ctx), n_samples=2, horizon=5, seed=0)
     b = p_ort.sample(p_ort.observe(ctx), n_samples=2, horizon=5, seed=0)
     np.testing.assert_allclose(a.frames, b.frames, atol=1e-6)
@@ -286,7 +282,7 @@ def test_tensorrt_backend_matches_onnxruntime(tmp_path_factory, tmp_path):
     export_bundle(ExportOptions(checkpoint=lp.run, out=tmp_path / "trt", trt=True, max_batch=16, opt_batch=4))
     p_trt = Predictor.load(tmp_path / "trt", backend="trt", device="cuda")
     p_ort = Predictor.load(lp.path)
-    ctx = _context(p_ort.spec)
+    ctx = random_context(p_ort.spec)
     a = p_trt.sample(p_trt.observe(ctx), n_samples=3, horizon=8, seed=0)
     a2 = p_trt.sample(p_trt.observe(ctx), n_samples=3, horizon=8, seed=0)  # replays the CUDA graphs
     b = p_ort.sample(p_ort.observe(ctx), n_samples=3, horizon=8, seed=0)

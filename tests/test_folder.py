@@ -96,9 +96,8 @@ def test_too_short_unreadable_and_empty(tmp_path: Path) -> None:
     root = tmp_path / "short"
     write_gif(root / "long.gif", moving_frames(16, 64, 64))
     write_gif(root / "tiny.gif", moving_frames(5, 64, 64))
-    cfg = fit_to_data(preset("smmnist-small", dataset=f"folder:{root}"))
     with pytest.raises(SVGError, match="1 of 2 videos are shorter than 15 frames .*tiny.gif \\(5 frames\\)"):
-        build_dataset(cfg)
+        build_dataset(fit_to_data(preset("smmnist-small", dataset=f"folder:{root}")))  # fitting reads the data too
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(300))
     with pytest.raises(SVGError, match="cannot decode .*broken.mp4"):
         prepare_folder(root, 64)
@@ -133,12 +132,15 @@ def test_cli_trains_on_a_folder(tmp_path: Path) -> None:
     write_gif(root / "v.gif", moving_frames(16, 64, 64, gray=False))
     np.save(root / "w.npy", moving_frames(16, 64, 64, seed=4, gray=False))
     runner, threads = CliRunner(), torch.get_num_threads()
-    result = runner.invoke(app, ["train", "--dataset", "folder", "--data-dir", str(root), "--out", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "has no paper preset: pass --preset" in result.output
+    small = ["--steps", "1", "--batch-size", "2", "--width", "4", "--amp", "none", "--device", "cpu"]
     torch.set_num_threads(1)
-    try:
-        result = runner.invoke(app, ["train", "--dataset", f"folder:{root}", "--preset", "smmnist-small", "--steps",
-                                     "1", "--batch-size", "2", "--width", "4", "--amp", "none", "--out", str(tmp_path / "r")])
+    try:  # without --preset: a preset sized for the device, printed
+        result = runner.invoke(app, ["train", "--dataset", "folder", "--data-dir", str(root), *small,
+                                     "--out", str(tmp_path / "auto")])
+        assert result.exit_code == 0, result.output
+        assert "without --preset: using --preset smmnist-small" in result.output
+        result = runner.invoke(app, ["train", "--dataset", f"folder:{root}", "--preset", "smmnist-small", *small,
+                                     "--out", str(tmp_path / "r")])
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output

@@ -13,7 +13,7 @@ def doctor() -> None:
 
     Exits with 1 when something needs fixing (e.g. onnxruntime missing, or two onnxruntime builds).
     """
-    from svg_runtime.doctor import run_doctor
+    from svg_cli.checks import run_doctor
 
     report = run_doctor()
     width = max(len(c.name) for c in report.checks)

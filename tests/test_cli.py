@@ -8,8 +8,8 @@ import io
 import pytest
 from typer.testing import CliRunner
 
-from svg_cli.app import app
 from svg_cli import checks as doctor_mod
+from svg_cli.app import app
 from svg_runtime.progress import progress_bar
 
 runner = CliRunner()

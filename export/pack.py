@@ -84,9 +84,15 @@ def _rollout_error(src: Path, dst: Path) -> dict[str, float]:
     rng = np.random.default_rng(0)
     a, b = Predictor.load(src, threads=1), Predictor.load(dst, threads=1)
     context = (rng.random((2, 5, *a.spec.frame_shape)) > 0.9).astype(np.float32)
-    eps = rng.standard_normal((2, 2, 20, a.spec.latent_dim), dtype=np.float32)
-    fa = a.sample(a.observe(context), n_samples=2, horizon=20, eps=eps).frames
-    fb = b.sample(b.observe(context), n_samples=2, horizon=20, eps=eps).frames
+    spec, kw, ctx_kw = a.spec, {}, {}
+    if spec.has_actions:  # the training data's spread of actions, one candidate sequence
+        mean, std = np.asarray(spec.action_mean or 0.0), np.asarray(spec.action_std or 1.0)
+        ctx_kw["actions"] = (mean + std * rng.standard_normal((2, 4, spec.action_dim))).astype(np.float32)
+        kw["actions"] = (mean + std * rng.standard_normal((2, 1, 20, spec.action_dim))).astype(np.float32)
+    lead = (2, 1, 2) if spec.has_actions else (2, 2)
+    eps = rng.standard_normal((*lead, 20, spec.latent_dim), dtype=np.float32)
+    fa = a.sample(a.observe(context, **ctx_kw), n_samples=2, horizon=20, eps=eps, **kw).frames
+    fb = b.sample(b.observe(context, **ctx_kw), n_samples=2, horizon=20, eps=eps, **kw).frames
     err = np.abs(fa - fb)
     return {"context": 5, "horizon": 20, "max_abs_err": float(err.max()), "mean_abs_err": float(err.mean())}
 

@@ -213,3 +213,22 @@ def test_motion_weight_weighs_only_pixels_that_change(tmp_path) -> None:
     # frame 1: the 16 changed pixels weigh 1 + 50 * 0.8 = 41; frame 2 changed nowhere: weight 1
     want = err[:, 0].mean() + 40 * err[:, 0, :, 10:14, 10:14].sum() / err[:, 0].numel() + err[:, 1].mean()
     torch.testing.assert_close(weighted.loss, want)
+
+
+def test_the_shipped_pusht_model_follows_its_actions() -> None:
+    """pretrained:pusht (torch-free, offline): two candidate sequences from one frame give futures
+    whose agent goes where each sequence sends it."""
+    from svg_runtime.pretrained import model_card
+    from svg_runtime.pusht import agent_position_from_frame
+
+    p = Predictor.load("pretrained:pusht", threads=1)
+    assert p.spec.action_names == ("target_x", "target_y") and p.spec.frame_shape == (3, 64, 64)
+    card = model_card("pretrained:pusht")
+    assert card["evaluation"]["control_reach"]["planner"]["success_rate"] > 0.5
+    frame = np.full((1, 1, 3, 64, 64), 0.97, np.float32)
+    frame[..., 2, 30:34, 30:34], frame[..., :2, 30:34, 30:34] = 0.9, 0.35  # a blue agent at (256, 256)
+    seqs = np.stack([np.tile([[256.0 + 30 * (t + 1), 256.0] for t in range(6)], (1, 1)),
+                     np.tile([[256.0, 256.0 + 30 * (t + 1)] for t in range(6)], (1, 1))])[None].astype(np.float32)
+    out = p.sample(p.observe(frame), n_samples=2, actions=seqs, seed=0).frames[0, :, :, -1]  # (K, N, C, H, W)
+    seen = agent_position_from_frame((np.moveaxis(out, -3, -1) * 255).astype(np.uint8)).mean(axis=1)  # (K, 2)
+    assert seen[0, 0] - seen[1, 0] > 40 and seen[1, 1] - seen[0, 1] > 40  # right vs down

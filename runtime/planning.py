@@ -156,13 +156,22 @@ class Planner:
         if options.action_dim != spec.action_dim:
             raise SVGRuntimeError(f"the action bounds have {options.action_dim} value(s) but the model's actions have "
                                   f"{spec.action_dim} ({', '.join(spec.action_names)})")
-        if not callable(cost):
-            raise SVGRuntimeError("cost must be callable: cost(frames (M, H, C, h, w), actions (M, H, A)) -> (M,)")
         self.predictor, self.cost, self.options = predictor, cost, options
-        self._cost_takes_sigma = _n_params(cost) >= 3
         self._low, self._high = np.asarray(options.low, np.float32), np.asarray(options.high, np.float32)
         self._out: Rollout | None = None  # rollout buffers, reused by every call
         self.reset()
+
+    @property
+    def cost(self) -> Cost:
+        """The cost the candidates are ranked by; may be replaced between calls (e.g. a new goal)."""
+        return self._cost
+
+    @cost.setter
+    def cost(self, cost: Cost) -> None:
+        if not callable(cost):
+            raise SVGRuntimeError("cost must be callable: cost(frames (M, H, C, h, w), actions (M, H, A)) -> (M,)")
+        self._cost = cost
+        self._cost_takes_sigma = _n_params(cost) >= 3  # derived with the cost, so a new cost is read right
 
     def reset(self, initial_action: np.ndarray | None = None, seed: int | None = None) -> None:
         """Forget the observed frames and the plan; the first plan starts from initial_action

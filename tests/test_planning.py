@@ -167,3 +167,12 @@ def test_closed_loop_on_a_tiny_bundle(tmp_path_factory) -> None:
             assert planner._out.frames is frames_buffer  # no per-call allocation of the rollout
         frames_buffer = planner._out.frames
         pos = pos + np.clip(action - pos, -30, 30)
+
+
+def test_a_replaced_cost_is_called_with_its_own_signature() -> None:
+    planner = Planner(FakePredictor(), quadratic, _opts())
+    planner.observe(np.zeros((1, 64, 64), np.float32))
+    planner.cost = lambda f, a, sigma: sigma[:, 0, 0]  # takes sigma: must receive it
+    assert planner.plan().costs.shape == (200,)
+    with pytest.raises(SVGRuntimeError, match="cost must be callable"):
+        planner.cost = "distance"

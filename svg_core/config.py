@@ -14,6 +14,7 @@ MODEL_KINDS = ("lp", "fp", "det")
 BACKBONES = ("dcgan", "vgg")
 IMAGE_SIZES = (64, 128)
 AMP_MODES = ("none", "bf16", "fp16")
+RECON_LOSSES = ("mse", "bce")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,10 @@ class TrainConfig:
     # the reconstruction term (0: the paper's plain MSE). Small moving objects (a robot's end
     # effector: ~12 of 4,096 pixels) otherwise cost too little to be drawn at all.
     motion_weight: float = 0.0
+    # Reconstruction term: "mse" (the paper) or "bce" (per-pixel binary cross-entropy, for data in
+    # [0, 1] with a black background such as SM-MNIST: its gradient does not vanish as a background
+    # pixel nears 0 through the sigmoid, so the haze that SSIM punishes goes away; a change of the loss)
+    recon: str = "mse"
     warmup_steps: int = 0  # linear learning-rate warm-up from 0 (the paper: none)
     # Start the decoder's sigmoid at the training data's mean pixel instead of 0.5 (a fix: see README)
     init_output_bias: bool = True
@@ -117,6 +122,8 @@ class TrainConfig:
                 raise SVGError(f"--{name.replace('_', '-')} must be >= 1 (a step interval), got {getattr(self, name)}")
         if self.num_workers < 0:
             raise SVGError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if self.recon not in RECON_LOSSES:
+            raise SVGError(f"unknown recon loss {self.recon!r}: choose one of {', '.join(RECON_LOSSES)}")
         if self.amp not in AMP_MODES:
             raise SVGError(f"unknown --amp {self.amp!r}: choose one of {', '.join(AMP_MODES)}")
         if self.amp == "fp16" and not self.device.startswith("cuda"):
@@ -189,7 +196,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smmnist-small": {
         "model": dict(backbone="dcgan", image_size=64, channels=1, width=16, z_dim=10),
         "train": dict(dataset="smmnist", n_past=5, n_future=10, batch_size=32, beta=1e-4,
-                      num_digits=1, amp="bf16"),
+                      num_digits=1, amp="bf16", recon="bce"),
     },
     # Action-conditioned Push-T (recorded with `svg data pusht`), sized for a CPU: its planning
     # calls roll out hundreds of futures per control step.

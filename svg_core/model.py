@@ -96,14 +96,16 @@ class SVG(nn.Module):
         return h.view(b, t, -1), [s.view(b, t, *s.shape[1:]) for s in skips]
 
     def training_loss(self, x: torch.Tensor, n_past: int, beta: float, eps: torch.Tensor | None = None,
-                      actions: torch.Tensor | None = None, motion_weight: float = 0.0) -> LossTerms:
+                      actions: torch.Tensor | None = None, motion_weight: float = 0.0,
+                      recon: str = "mse") -> LossTerms:
         """The authors' objective on a batch x (B, T, C, H, W) with teacher forcing.
 
         sum_t [ mean-pixel MSE(x_hat_t, x_t) + beta * KL(q_t || p_t) ], t = 1 .. T-1, KL summed over z
         and averaged over the batch. eps (B, T-1, z_dim) is the posterior noise (drawn if None);
         actions (B, T-1, A) in the user's units (action t is taken between frames t and t+1).
         motion_weight > 0 weighs each pixel's error by 1 + motion_weight * |x_t - x_{t-1}| (mean over
-        channels) in the loss; the reported mse stays the plain one.
+        channels) in the loss; the reported mse stays the plain one. recon "bce" replaces the per-pixel
+        squared error by binary cross-entropy (targets in [0, 1]).
         """
         b, t_len = x.shape[:2]
         if self.cfg.has_actions and (actions is None or actions.shape[:2] != (b, t_len - 1)):
@@ -115,14 +117,15 @@ class SVG(nn.Module):
                            device=x.device)
         skips = [s[:, idx].flatten(0, 1) for s in skips_all]
         x_hat = self.decoder(gs.flatten(0, 1).to(skips[0].dtype), skips).view(b, t_len - 1, *x.shape[2:])
-        err = (x_hat.float() - x[:, 1:].float()) ** 2  # (B, T-1, C, H, W)
-        mse = err.mean(dim=(0, 2, 3, 4)).sum()
-        recon = mse
+        sq_err = (x_hat.float() - x[:, 1:].float()) ** 2  # (B, T-1, C, H, W)
+        mse = sq_err.mean(dim=(0, 2, 3, 4)).sum()
+        err = sq_err if recon == "mse" else binary_cross_entropy(x_hat.float(), x[:, 1:].float())
         if motion_weight > 0:
             change = (x[:, 1:].float() - x[:, :-1].float()).abs().mean(dim=2, keepdim=True)  # (B, T-1, 1, H, W)
-            recon = (err * (1 + motion_weight * change)).mean(dim=(0, 2, 3, 4)).sum()
+            err = err * (1 + motion_weight * change)
+        rec = err.mean(dim=(0, 2, 3, 4)).sum()
         kld = torch.stack(kls).sum(0).mean() if kls else torch.zeros((), device=x.device)
-        return LossTerms(loss=recon + beta * kld, mse=mse, kld=kld, x_hat=x_hat)
+        return LossTerms(loss=rec + beta * kld, mse=mse, kld=kld, x_hat=x_hat)
 
     def _unroll(self, h_all: torch.Tensor, eps: torch.Tensor | None, actions: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -151,6 +154,11 @@ class SVG(nn.Module):
             g, *pred_state = self.predictor(inp, *pred_state)
             gs.append(g)
         return torch.stack(gs, dim=1), kls
+
+
+def binary_cross_entropy(p: torch.Tensor, target: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """Per-pixel -[y log p + (1 - y) log(1 - p)] with p kept off 0 and 1 (autocast-safe, unlike F's)."""
+    return -(target * p.clamp_min(floor).log() + (1 - target) * (1 - p).clamp_min(floor).log())
 
 
 def count_parameters(model: nn.Module) -> int:

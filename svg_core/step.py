@@ -37,13 +37,15 @@ def grad_scaler(amp: str, device: torch.device | str) -> torch.amp.GradScaler:
 class TrainingStep(nn.Module):
     """The model's training loss as forward(x, eps) -> (loss, mse, kld): what DDP and compile wrap."""
 
-    def __init__(self, model: SVG, n_past: int, beta: float, motion_weight: float = 0.0):
+    def __init__(self, model: SVG, n_past: int, beta: float, motion_weight: float = 0.0, recon: str = "mse"):
         super().__init__()
         self.model, self.n_past, self.beta, self.motion_weight = model, n_past, beta, motion_weight
+        self.recon = recon
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None, actions: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        terms = self.model.training_loss(x, self.n_past, self.beta, eps, actions, self.motion_weight)
+        terms = self.model.training_loss(x, self.n_past, self.beta, eps, actions, self.motion_weight,
+                                         self.recon)
         return terms.loss, terms.mse, terms.kld
 
 
@@ -58,7 +60,7 @@ def prepare_model(model: SVG, tc: TrainConfig, info: DistInfo) -> SVG:
 
 def wrap_step(model: SVG, tc: TrainConfig, info: DistInfo) -> nn.Module:
     """The module the loop calls: the loss wrapper, under DDP when distributed, compiled on request."""
-    step: nn.Module = TrainingStep(model, tc.n_past, tc.beta, tc.motion_weight)
+    step: nn.Module = TrainingStep(model, tc.n_past, tc.beta, tc.motion_weight, tc.recon)
     if info.distributed:
         ids = [info.device.index] if info.device.type == "cuda" else None
         step = nn.parallel.DistributedDataParallel(step, device_ids=ids)

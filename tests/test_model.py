@@ -8,7 +8,7 @@ from bundle_fixtures import make_responsive
 
 from svg_core.config import ModelConfig, RunConfig, preset
 from svg_core.errors import SVGError
-from svg_core.model import SVG, gaussian_kl, skip_source
+from svg_core.model import SVG, binary_cross_entropy, gaussian_kl, skip_source
 from svg_core.sampling import fork, generate, observe, observe_frame, step
 
 torch.set_num_threads(1)
@@ -89,6 +89,27 @@ def test_loss_is_the_papers_objective() -> None:
     torch.testing.assert_close(terms.loss, terms.mse + 0.5 * terms.kld)
     assert terms.kld > 0
 
+
+
+def test_bce_reconstruction_is_binary_cross_entropy_and_keeps_the_gradient_on_dark_pixels() -> None:
+    torch.manual_seed(0)
+    model = SVG(tiny(kind="fp"))
+    x = (torch.rand(3, 4, 1, 64, 64) > 0.9).float()
+    eps = torch.randn(3, 3, 3)
+    terms = model.training_loss(x, n_past=2, beta=0.5, eps=eps, recon="bce")
+    bce = sum(torch.nn.functional.binary_cross_entropy(terms.x_hat[:, t], x[:, t + 1]) for t in range(3))
+    torch.testing.assert_close(terms.loss, bce + 0.5 * terms.kld)
+    mse = sum(torch.nn.functional.mse_loss(terms.x_hat[:, t], x[:, t + 1]) for t in range(3))
+    torch.testing.assert_close(terms.mse, mse)  # the reported mse stays the plain one
+    # d loss / d logit on a black pixel predicted at p: MSE gives 2p^2(1-p) (vanishes as p -> 0), BCE gives p
+    logit = torch.full((1,), -4.0, requires_grad=True)  # p = 0.018: a faint haze
+    p, target = torch.sigmoid(logit), torch.zeros(1)
+    (g_mse,) = torch.autograd.grad(((p - target) ** 2).sum(), logit)
+    (g_bce,) = torch.autograd.grad(binary_cross_entropy(torch.sigmoid(logit), target).sum(), logit)
+    torch.testing.assert_close(g_bce, p.detach())
+    assert g_bce > 25 * g_mse
+    with pytest.raises(SVGError, match="unknown recon loss 'l1'"):
+        preset("smmnist-small", recon="l1")
 
 def _step_reference(model: SVG, context: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Frame-by-frame generation written directly from the paper, to check generate()."""

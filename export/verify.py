@@ -3,6 +3,7 @@ whole rollout run by the torch-free Predictor."""
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,13 @@ from svg_runtime.predictor import Predictor
 
 BATCH_SIZES = (2, 5)
 ROLLOUT = {"context": 5, "horizon": 20, "n_samples": 3, "batch": 2, "sequences": 2}
+ROUNDING_FACTOR = 4.0
 RULE = ("per graph: max abs err over all outputs and batch sizes <= tolerance * max(1, max |PyTorch output|); "
         "rollout (random context, fixed eps, onnxruntime Predictor vs svg_core.sampling.generate): frames "
         "(pixels in [0, 1]) <= tolerance, LP prior mu/logvar <= tolerance * max(1, their max |value|). "
-        "fp16 bundles: tolerance 1e-2 = 2.5 grey levels of 255")
+        f"Either passes too when within {ROUNDING_FACTOR:g}x PyTorch's own fp32 rounding (its fp32 vs fp64 "
+        "difference on the same inputs, 'rounding'): a trained model's rollout from a noise context can "
+        "amplify rounding past the tolerance in PyTorch itself. fp16 bundles: tolerance 1e-2 = 2.5 grey levels of 255")
 
 
 def random_inputs(io_: GraphIO, batch: int, gen: torch.Generator, spec: ModelSpec | None = None
@@ -58,23 +62,27 @@ def example_inputs(io_: GraphIO, batch: int = 2, spec: ModelSpec | None = None) 
 
 def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict[str, float]:
     """Max abs difference between the PyTorch cell and the ONNX graph over all outputs and batch
-    sizes, and the largest reference magnitude (the scale the tolerance applies to)."""
+    sizes, the largest reference magnitude (the scale the tolerance applies to) and PyTorch's own
+    rounding (max abs difference of the fp32 cell and its fp64 copy on the same inputs)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(seed)
-    err = scale = 0.0
+    reference64 = copy.deepcopy(reference).double()
+    err = scale = rounding = 0.0
     for batch in batch_sizes:
         inputs = random_inputs(reference.io, batch, gen, reference.spec)
         with torch.inference_mode():
             want = reference(*inputs)
+            want64 = reference64(*(t.double() for t in inputs))
         got = sess.run(None, {n: t.numpy() for n, t in zip(reference.io.input_names, inputs, strict=True)})
-        for w, g in zip(want, got, strict=True):
+        for w, w64, g in zip(want, want64, got, strict=True):
             assert g.shape == tuple(w.shape), f"{path.name}: output shape {g.shape} != PyTorch's {tuple(w.shape)}"
             # np.max keeps NaN where Python's max(0.0, nan) would drop it: a NaN must fail the check
             err = float(np.max([err, np.abs(w.numpy() - g).max()]))
             scale = float(np.max([scale, np.abs(w.numpy()).max()]))
-    return {"max_abs_err": err, "scale": scale}
+            rounding = float(np.nanmax([rounding, (w.double() - w64).abs().max().item()]))
+    return {"max_abs_err": err, "scale": scale, "rounding": rounding}
 
 
 def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int = 0) -> dict[str, Any]:
@@ -97,12 +105,16 @@ def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int 
     predictor = Predictor(bundle, manifest, OrtBackend(bundle, manifest, spec, threads=1))
     got = predictor.sample(predictor.observe(context, actions=ctx_actions), n_samples=n, horizon=h, eps=eps,
                            actions=actions)
-    torch_or_none = (lambda a: None if a is None else torch.from_numpy(a))  # noqa: E731
-    want = sampling.generate(model, torch.from_numpy(context), h, n, eps=torch.from_numpy(eps),
-                             context_actions=torch_or_none(ctx_actions), actions=torch_or_none(actions))
+    def reference(m: SVG, dtype: torch.dtype) -> sampling.Rollout:
+        as_t = (lambda a: None if a is None else torch.from_numpy(a).to(dtype))  # noqa: E731
+        return sampling.generate(m, as_t(context), h, n, eps=as_t(eps), context_actions=as_t(ctx_actions),
+                                 actions=as_t(actions))
+
+    want, want64 = reference(model, torch.float32), reference(copy.deepcopy(model).double(), torch.float64)
     diff = np.abs(got.frames - want.frames.numpy())
     out = {**{key: ROLLOUT[key] for key in ("context", "horizon", "n_samples")},
-           "max_abs_err": float(diff.max()), "mean_abs_err": float(diff.mean())}
+           "max_abs_err": float(diff.max()), "mean_abs_err": float(diff.mean()),
+           "rounding": float((want.frames.double() - want64.frames).abs().max())}
     if spec.has_actions:
         out["sequences"] = ROLLOUT["sequences"]
     if spec.has_prior:  # mu and logvar are not bounded like pixels: their error scales with them
@@ -110,23 +122,28 @@ def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int 
         out["prior_max_abs_err"] = max(float(np.abs(got.mu - want.mu.numpy()).max()),
                                        float(np.abs(np.log(got.sigma) * 2 - logvar).max()))
         out["prior_scale"] = max(float(np.abs(want.mu.numpy()).max()), float(np.abs(logvar).max()))
+        out["prior_rounding"] = max(float((want.mu.double() - want64.mu).abs().max()),
+                                    float((want.sigma.double().log() - want64.sigma.log()).abs().max()) * 2)
     return out
 
 
-def _within(err: float, tol: float, scale: float = 0.0) -> bool:
-    """err <= tol * max(1, scale), False for a NaN or infinite err or scale (NaN compares False)."""
-    return math.isfinite(err) and math.isfinite(scale) and err <= tol * max(1.0, scale)
+def _within(err: float, tol: float, scale: float = 0.0, rounding: float = 0.0) -> bool:
+    """err <= max(tol * max(1, scale), ROUNDING_FACTOR * rounding), False for a NaN or infinite err
+    or scale (NaN compares False)."""
+    limit = max(tol * max(1.0, scale), ROUNDING_FACTOR * rounding if math.isfinite(rounding) else 0.0)
+    return math.isfinite(err) and math.isfinite(scale) and err <= limit
 
 
 def failures(parity: dict[str, Any]) -> list[str]:
     """Graphs (and the rollout) whose error exceeds tolerance * max(1, output scale), or is not finite."""
     tol = parity["tolerance"]
     bad = [f"{g}: {e['max_abs_err']:.3g} (scale {e['scale']:.3g})" for g, e in parity["graphs"].items()
-           if not _within(e["max_abs_err"], tol, e["scale"])]
+           if not _within(e["max_abs_err"], tol, e["scale"], e.get("rounding", 0.0))]
     roll = parity["rollout"]
     name = f"rollout {roll['context']} -> {roll['horizon']}"
-    if not _within(roll["max_abs_err"], tol):
+    if not _within(roll["max_abs_err"], tol, 0.0, roll.get("rounding", 0.0)):
         bad.append(f"{name} frames: {roll['max_abs_err']:.3g}")
-    if not _within(roll.get("prior_max_abs_err", 0.0), tol, roll.get("prior_scale", 0.0)):
+    if not _within(roll.get("prior_max_abs_err", 0.0), tol, roll.get("prior_scale", 0.0),
+                   roll.get("prior_rounding", 0.0)):
         bad.append(f"{name} prior mu/logvar: {roll['prior_max_abs_err']:.3g} (scale {roll['prior_scale']:.3g})")
     return bad

@@ -17,7 +17,7 @@ from svg_bench.flops import onnx_flops
 from svg_cli.app import app
 from svg_core.errors import SVGError
 from svg_core.evaluation.metrics import ssim
-from svg_export.bundle import ExportOptions
+from svg_export.bundle import ExportOptions, export_bundle
 from svg_export.phase_conv import MatmulConv2d, MatmulConvTranspose2d, PhaseConvTranspose2d
 from svg_export.quantize import SSIM_THRESHOLD, quantize_bundle, synthetic_frames
 from svg_runtime import Predictor
@@ -78,7 +78,9 @@ def test_int8_bundle_and_its_record(int8):
     fp32, path, manifest = int8
     assert read_manifest(path) == manifest and manifest["precision"] == "int8"
     q = manifest["quantization"]
-    assert q["passed"] and q["rollout"]["ssim_mean"] >= SSIM_THRESHOLD and q["rollout"]["horizon"] == 20
+    assert q["passed"] and q["gate"] == "ssim_first_step" and q["rollout"]["ssim_first_step"] >= SSIM_THRESHOLD
+    assert q["rollout"]["horizon"] == 20 and len(q["rollout"]["ssim_per_step"]) == 20
+    assert q["rollout"]["ssim_per_step"][0] == round(q["rollout"]["ssim_first_step"], 4)
     assert q["phase_conv_max_abs_err"] < 1e-4 and manifest["parity"]["passed"]
     assert q["graphs"] == ["decoder", "step"]
     for graph in ("decoder", "step"):
@@ -124,3 +126,12 @@ def test_option_errors(int8, tmp_path):
     result = runner.invoke(app, ["export", str(fp32.run), "--out", str(tmp_path / "b"), "--int8",
                                  "--calibration", str(tmp_path / "float.npy")])
     assert result.exit_code == 1 and "uint8 or float in [0, 1]" in result.output
+
+
+def test_the_gate_is_the_first_predicted_frame_and_a_failure_writes_nothing(int8, tmp_path, monkeypatch):
+    import svg_export.quantize as quantize
+
+    monkeypatch.setattr(quantize, "SSIM_THRESHOLD", 1.01)  # no int8 bundle can pass: the gate must refuse it
+    with pytest.raises(SVGError, match=r"int8 first predicted frame's SSIM against fp32 PyTorch is 0\.9\d+ < 1\.01"):
+        export_bundle(ExportOptions(checkpoint=int8[0].run, out=tmp_path / "q", int8=True))
+    assert not (tmp_path / "q").exists()

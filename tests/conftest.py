@@ -35,3 +35,35 @@ def test_digits(request) -> np.ndarray:
         return load_digits(request.getfixturevalue("mnist_dir"), split="test")
     except pytest.skip.Exception:
         return load_digits("bundled", split="test")
+
+
+# Tiny exported bundles (tests/bundle_fixtures.py exports each once per process); a module gets its
+# own Predictor over them.
+@pytest.fixture(scope="module")
+def lp(tmp_path_factory):
+    """The tiny unconditional SVG-LP bundle."""
+    from bundle_fixtures import get_bundle
+
+    return get_bundle(tmp_path_factory, "lp")
+
+
+@pytest.fixture(scope="module")
+def lp_pred(lp):
+    from svg_runtime import Predictor
+
+    return Predictor.load(lp.path, threads=1)
+
+
+@pytest.fixture(scope="module")
+def lp_act(tmp_path_factory):
+    """The tiny action-conditioned SVG-LP bundle (2-dimensional actions)."""
+    from bundle_fixtures import get_bundle
+
+    return get_bundle(tmp_path_factory, "lp_act")
+
+
+@pytest.fixture(scope="module")
+def lp_act_pred(lp_act):
+    from svg_runtime import Predictor
+
+    return Predictor.load(lp_act.path, threads=1)

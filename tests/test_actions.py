@@ -21,16 +21,6 @@ from svg_runtime.manifest import ACTION, ModelSpec, graph_io
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def lp_act(tmp_path_factory):
-    return get_bundle(tmp_path_factory, "lp_act")
-
-
-@pytest.fixture(scope="module")
-def lp_act_pred(lp_act):
-    return Predictor.load(lp_act.path, threads=1)
-
-
 def test_changing_an_action_changes_later_frames_only(tmp_path) -> None:
     _, model = make_run(tmp_path, "a", kind="lp", action_dim=2, action_mean=(256.0, 250.0), action_std=(90.0, 110.0))
     x = torch.rand(2, 6, 1, 64, 64)

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from bundle_fixtures import get_bundle, make_run
+from bundle_fixtures import make_run
 from onnx import numpy_helper
 
 from svg_core.checkpoint import load_checkpoint, save_checkpoint
@@ -28,16 +28,6 @@ from svg_runtime.manifest import MANIFEST_NAME
 from svg_runtime.predictor import Predictor
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def lp(tmp_path_factory):
-    return get_bundle(tmp_path_factory, "lp")
-
-
-@pytest.fixture(scope="module")
-def lp_pred(lp):
-    return Predictor.load(lp.path, threads=1)
 
 
 def _copy(lp, tmp_path: Path) -> Path:

@@ -9,17 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from bundle_fixtures import get_bundle
 from conftest import REPO_ROOT
 
 from svg_runtime import Predictor
 
 EXAMPLE = REPO_ROOT / "examples" / "planning_loop.py"
-
-
-@pytest.fixture(scope="module")
-def lp(tmp_path_factory):
-    return get_bundle(tmp_path_factory, "lp")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import textwrap
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from bundle_fixtures import get_bundle
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -25,11 +24,6 @@ from svg_runtime.media import save_video, video_grid
 runner = CliRunner()
 T = 6  # frames in the context files
 CELL = 66  # a 64x64 frame plus the grid's 2 px padding
-
-
-@pytest.fixture(scope="module")
-def lp(tmp_path_factory):
-    return get_bundle(tmp_path_factory, "lp")
 
 
 def _video(t: int = T, size: int = 64, seed: int = 0) -> np.ndarray:

@@ -20,16 +20,6 @@ from svg_runtime.manifest import MANIFEST_NAME
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def lp(tmp_path_factory):
-    return get_bundle(tmp_path_factory, "lp")
-
-
-@pytest.fixture(scope="module")
-def lp_pred(lp):
-    return Predictor.load(lp.path, threads=1)
-
-
 def _torch_generate(model, context, eps):
     with torch.no_grad():
         return sampling.generate(model, torch.from_numpy(context), eps.shape[2], eps.shape[1],

@@ -6,6 +6,7 @@ renamed into place: a failed or interrupted export never leaves a half-written b
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import platform
@@ -148,6 +149,7 @@ def _build(model: SVG, opts: ExportOptions, staging: Path, ckpt_path: Path, step
     """Export every graph into staging, check parity, and return the manifest (no TensorRT yet)."""
     spec = model_spec(model)
     exported = export_model(model, fp16=opts.fp16)
+    model64 = copy.deepcopy(model).double()  # PyTorch's own rounding, for the parity rule (verify.RULE)
     graphs, errors, exporters = {}, {}, set()
     for graph in spec.graphs():
         cell = Cell(exported, spec, graph)
@@ -156,11 +158,11 @@ def _build(model: SVG, opts: ExportOptions, staging: Path, ckpt_path: Path, step
         graphs[graph] = {"file": path.name, "sha256": sha256_file(path),
                          "inputs": [t.to_json() for t in cell.io.inputs],
                          "outputs": [t.to_json() for t in cell.io.outputs]}
-        errors[graph] = verify.graph_error(Cell(model, spec, graph), path)
+        errors[graph] = verify.graph_error(Cell(model, spec, graph), path, reference64=Cell(model64, spec, graph))
         log.info("exported %s: max abs err %.2e", graph, errors[graph]["max_abs_err"])
         stages.finished(graph)
     manifest = _manifest(model, spec, opts, graphs, ckpt_path, step, exporters)
-    rollout = verify.rollout_error(model, staging, manifest)
+    rollout = verify.rollout_error(model, staging, manifest, model64=model64)
     stages.finished("rollout check")
     manifest["parity"] = parity = {"tolerance": TOLERANCE[opts.precision], "rule": verify.RULE,
                                    "batch_sizes": list(verify.BATCH_SIZES), "graphs": errors,

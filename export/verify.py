@@ -60,15 +60,17 @@ def example_inputs(io_: GraphIO, batch: int = 2, spec: ModelSpec | None = None) 
     return random_inputs(io_, batch, torch.Generator().manual_seed(0), spec)
 
 
-def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict[str, float]:
+def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int = 0,
+                reference64: Cell | None = None) -> dict[str, float]:
     """Max abs difference between the PyTorch cell and the ONNX graph over all outputs and batch
     sizes, the largest reference magnitude (the scale the tolerance applies to) and PyTorch's own
-    rounding (max abs difference of the fp32 cell and its fp64 copy on the same inputs)."""
+    rounding (max abs difference of the fp32 cell and its fp64 copy on the same inputs;
+    reference64: that copy, made here when not given)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(seed)
-    reference64 = copy.deepcopy(reference).double()
+    reference64 = reference64 if reference64 is not None else copy.deepcopy(reference).double()
     err = scale = rounding = 0.0
     for batch in batch_sizes:
         inputs = random_inputs(reference.io, batch, gen, reference.spec)
@@ -85,7 +87,8 @@ def graph_error(reference: Cell, path: Path, batch_sizes=BATCH_SIZES, seed: int 
     return {"max_abs_err": err, "scale": scale, "rounding": rounding}
 
 
-def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int = 0,
+                  model64: SVG | None = None) -> dict[str, Any]:
     """Predictor (onnxruntime) against svg_core.sampling on random context frames with the same
     eps (and, for an action-conditioned model, the same context actions and K candidate action
     sequences): max and mean abs difference of the frames, and for LP the max abs difference of
@@ -110,7 +113,8 @@ def rollout_error(model: SVG, bundle: Path, manifest: dict[str, Any], seed: int 
         return sampling.generate(m, as_t(context), h, n, eps=as_t(eps), context_actions=as_t(ctx_actions),
                                  actions=as_t(actions))
 
-    want, want64 = reference(model, torch.float32), reference(copy.deepcopy(model).double(), torch.float64)
+    model64 = model64 if model64 is not None else copy.deepcopy(model).double()
+    want, want64 = reference(model, torch.float32), reference(model64, torch.float64)
     diff = np.abs(got.frames - want.frames.numpy())
     out = {**{key: ROLLOUT[key] for key in ("context", "horizon", "n_samples")},
            "max_abs_err": float(diff.max()), "mean_abs_err": float(diff.mean()),

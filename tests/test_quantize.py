@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 
 import numpy as np
@@ -17,7 +18,7 @@ from svg_bench.flops import onnx_flops
 from svg_cli.app import app
 from svg_core.errors import SVGError
 from svg_core.evaluation.metrics import ssim
-from svg_export.bundle import ExportOptions, export_bundle
+from svg_export.bundle import ExportOptions
 from svg_export.phase_conv import MatmulConv2d, MatmulConvTranspose2d, PhaseConvTranspose2d
 from svg_export.quantize import SSIM_THRESHOLD, quantize_bundle, synthetic_frames
 from svg_runtime import Predictor
@@ -128,10 +129,12 @@ def test_option_errors(int8, tmp_path):
     assert result.exit_code == 1 and "uint8 or float in [0, 1]" in result.output
 
 
-def test_the_gate_is_the_first_predicted_frame_and_a_failure_writes_nothing(int8, tmp_path, monkeypatch):
+def test_the_gate_is_the_first_predicted_frame_and_a_refused_cli_export_writes_nothing(int8, tmp_path, monkeypatch):
     import svg_export.quantize as quantize
 
     monkeypatch.setattr(quantize, "SSIM_THRESHOLD", 1.01)  # no int8 bundle can pass: the gate must refuse it
-    with pytest.raises(SVGError, match=r"int8 first predicted frame's SSIM against fp32 PyTorch is 0\.9\d+ < 1\.01"):
-        export_bundle(ExportOptions(checkpoint=int8[0].run, out=tmp_path / "q", int8=True))
+    result = runner.invoke(app, ["export", str(int8[0].run), "--out", str(tmp_path / "q"), "--int8"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert re.search(r"error: int8 first predicted frame's SSIM against fp32 PyTorch is 0\.9\d+ < 1\.01: export "
+                     r"without --int8, or calibrate on real frames \(--calibration FRAMES\.npy\)", result.output)
     assert not (tmp_path / "q").exists()

@@ -30,6 +30,11 @@ def train(
     steps: Annotated[int | None, typer.Option(help="Train until this many steps in total.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per step (over all processes).")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (paper: 2e-3); applies on --resume too.")] = None,
+    lr_decay: Annotated[float | None, typer.Option(help="Final fraction of the run over which the learning rate "
+                                                   "falls linearly to 0 (paper: 0, constant; "
+                                                   "smmnist-small: 0.4).")] = None,
+    recon: Annotated[Literal["mse", "bce"] | None, typer.Option(
+        help="Reconstruction loss: mse (the paper) or bce (binary cross-entropy; smmnist-small).")] = None,
     n_past: Annotated[int | None, typer.Option(help="Conditioning frames per training sequence.")] = None,
     n_future: Annotated[int | None, typer.Option(help="Predicted frames per training sequence.")] = None,
     num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (0: load in the "
@@ -71,7 +76,8 @@ def train(
         from svg_core.train import train as run_training
 
         device = resolve_device(device, torch_side=True)
-        overrides = dict(kind=model, steps=steps, batch_size=batch_size, lr=lr, num_digits=num_digits,
+        overrides = dict(kind=model, steps=steps, batch_size=batch_size, lr=lr, lr_decay=lr_decay, recon=recon,
+                         num_digits=num_digits,
                          image_size=image_size, width=width, digits=digits, amp=amp, device=device, seed=seed,
                          sample_every=sample_every, checkpoint_every=checkpoint_every,
                          dataset=_dataset_name(dataset, data_dir), n_past=n_past, n_future=n_future,

@@ -110,9 +110,14 @@ def _mean_pixel(cfg: RunConfig, n_items: int = 64) -> float:
 
 
 def lr_at(step: int, cfg: RunConfig) -> float:
-    """Learning rate of a step: constant as in the paper, after an optional linear warm-up."""
-    warmup = cfg.train.warmup_steps
-    return cfg.train.lr * min(1.0, (step + 1) / warmup) if warmup > 0 else cfg.train.lr
+    """Learning rate of a step: constant as in the paper, after an optional linear warm-up, and
+    falling linearly to 0 over the run's last `lr_decay` fraction of steps when that is > 0."""
+    tc = cfg.train
+    lr = tc.lr * min(1.0, (step + 1) / tc.warmup_steps) if tc.warmup_steps > 0 else tc.lr
+    decay_steps = round(tc.lr_decay * tc.steps)
+    if decay_steps > 0:
+        lr *= min(1.0, (tc.steps - step) / decay_steps)
+    return lr
 
 
 def train(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -176,7 +181,7 @@ def _train(run_dir: Path, cfg: RunConfig, resume: bool, progress: bool, info: Di
             now = time.perf_counter()
             rate = tc.batch_size * min(tc.log_every, step) / max(now - t_last, 1e-9)
             t_last = now
-            _log_metrics(run_dir, step, terms, rate)
+            _log_metrics(run_dir, step, terms, rate, opt.param_groups[0]["lr"])
             bar.set_postfix(loss=f"{terms.loss:.4f}", mse=f"{terms.mse:.4f}", kl=f"{terms.kld:.2f}", seq_s=f"{rate:.1f}")
         bar.update(1)
         if step % tc.checkpoint_every == 0 or step == tc.steps or terms.stop:
@@ -212,8 +217,8 @@ def _save(run_dir: Path, model: SVG, cfg: RunConfig, step: int, opt: torch.optim
                        "checkpoint is intact: free disk space and continue with --resume") from e
 
 
-def _log_metrics(run_dir: Path, step: int, terms: StepStats, rate: float) -> None:
-    record = {"step": step, "loss": terms.loss, "mse": terms.mse, "kld": terms.kld,
+def _log_metrics(run_dir: Path, step: int, terms: StepStats, rate: float, lr: float) -> None:
+    record = {"step": step, "loss": terms.loss, "mse": terms.mse, "kld": terms.kld, "lr": lr,
               "seq_per_s": round(rate, 2), "time": time.time()}
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")

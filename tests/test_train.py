@@ -13,7 +13,7 @@ from svg_core.checkpoint import build_model, load_checkpoint, load_model, save_c
 from svg_core.config import RunConfig, with_overrides
 from svg_core.errors import SVGError
 from svg_core.model import SVG
-from svg_core.train import read_metrics, train
+from svg_core.train import lr_at, read_metrics, train
 
 torch.set_num_threads(1)
 
@@ -60,6 +60,16 @@ def test_training_reduces_the_loss(tmp_path: Path) -> None:
     train(tmp_path, cfg, progress=False)
     loss = read_metrics(tmp_path)["loss"]
     assert loss[-5:].mean() < 0.5 * loss[:5].mean()
+
+
+def test_lr_decay_falls_linearly_to_zero_over_the_runs_last_fraction(tmp_path: Path) -> None:
+    cfg = with_overrides(tiny_run(), steps=10, lr=1e-3, lr_decay=0.4, log_every=1, checkpoint_every=100)
+    assert [lr_at(s, cfg) for s in (0, 5, 6, 7, 9)] == pytest.approx([1e-3, 1e-3, 1e-3, 0.75e-3, 0.25e-3])
+    assert lr_at(9, with_overrides(cfg, lr_decay=0.0)) == 1e-3  # the paper: constant
+    train(tmp_path, cfg, progress=False)  # the rate the optimizer used at each step is in the metrics
+    assert list(read_metrics(tmp_path)["lr"]) == pytest.approx([lr_at(s, cfg) for s in range(10)])
+    with pytest.raises(SVGError, match=r"--lr-decay is a fraction of the run's steps, in \[0, 1\]; got 1.5"):
+        with_overrides(cfg, lr_decay=1.5)
 
 
 def test_output_starts_at_the_data_mean_not_mid_grey(tmp_path: Path) -> None:
@@ -129,6 +139,13 @@ def test_cli_train_and_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "step 2" in result.output and (tmp_path / "run" / "checkpoint.safetensors").exists()
+    saved = load_checkpoint(tmp_path / "run").config.train  # the preset's recipe, then the flags
+    assert (saved.recon, saved.lr_decay, saved.steps) == ("bce", 0.4, 2)
+    flags = runner.invoke(app, [*args[:2], str(tmp_path / "run2"), *args[3:], "--recon", "mse", "--lr-decay", "0"])
+    assert flags.exit_code == 0, flags.output
+    assert load_checkpoint(tmp_path / "run2").config.train.recon == "mse"
+    bad = runner.invoke(app, [*args[:2], str(tmp_path / "x"), *args[3:], "--lr-decay", "2"])
+    assert bad.exit_code == 1 and "--lr-decay is a fraction of the run's steps" in bad.output
     bad = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--model", "gan"], env={"COLUMNS": "250"})
     assert bad.exit_code == 2 and "'gan' is not one of 'lp', 'fp', 'det'" in bad.output
     bad = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--image-size", "100"])

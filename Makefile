@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_RUN ?= runs/demo
-DEMO_STEPS ?= 1000
+DEMO_STEPS ?= 700
 
 .PHONY: install demo test lint bench clean
 

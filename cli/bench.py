@@ -27,6 +27,11 @@ def bench(
     steps: Annotated[int | None, typer.Option(help="Timed steps per variant (training, default 3) or per backend "
                                               "and batch size (inference, default 20); the median is reported.")] = None,
     warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 1,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Training: also time the bf16 batched step "
+                                                "with NHWC convolutions (svg train --channels-last).")] = False,
+    compile_step: Annotated[bool, typer.Option("--compile", help="Training: also time the bf16 batched step under "
+                                               "torch.compile (svg train --compile; compiled in the warm-up, which "
+                                               "takes minutes).")] = False,
     device: Annotated[Literal["auto", "cpu", "cuda"], typer.Option(help="Training: auto is cuda when "
                                                                     "available.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
@@ -47,8 +52,9 @@ def bench(
         if plan:
             _bench_plan(bundles or [], sequences, horizon, planner, steps or 5, threads, json_out)
         elif train:
+            tweaks = tuple(t for t, on in (("channels_last", channels_last), ("compile", compile_step)) if on)
             _bench_train(tuple(width or (64, 16)), _one_int(sizes or "16"), steps or 3, warmup,
-                         resolve_device(device, torch_side=True), json_out)
+                         resolve_device(device, torch_side=True), json_out, tweaks)
         elif bundles:
             _bench_infer(bundles, sizes or "1,16,100", steps or 20, checkpoint, threads, json_out)
         else:
@@ -95,7 +101,7 @@ def _bench_plan(bundles: list[Path], sequences: int, horizon: int, planner: str,
 
 
 def _bench_train(widths: tuple[int, ...], batch_size: int, steps: int, warmup: int, device: str,
-                 json_out: Path | None) -> None:
+                 json_out: Path | None, tweaks: tuple[str, ...] = ()) -> None:
     import torch
 
     from svg_bench.train import format_table, rows_as_dicts, run_train_bench
@@ -103,10 +109,12 @@ def _bench_train(widths: tuple[int, ...], batch_size: int, steps: int, warmup: i
 
     if batch_size < 1 or steps < 1 or warmup < 0:
         raise SVGError("need --batch-size >= 1, --steps >= 1 and --warmup >= 0")
+    if "compile" in tweaks and warmup < 1:
+        raise SVGError("--compile compiles in the first step: give --warmup 1 or more, so that it is not timed")
     resolve_device(device)
     typer.echo(f"SVG-LP DCGAN-64 training step, batch {batch_size}, 15 frames, {device}, "
                f"{torch.get_num_threads()} threads; median of {steps} steps")
-    rows = run_train_bench(widths, batch_size=batch_size, steps=steps, warmup=warmup, device=device)
+    rows = run_train_bench(widths, batch_size=batch_size, steps=steps, warmup=warmup, tweaks=tweaks, device=device)
     typer.echo(format_table(rows))
     if json_out is not None:
         json_out.write_text(json.dumps(rows_as_dicts(rows), indent=2))

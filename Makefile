@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_RUN ?= runs/demo
-DEMO_STEPS ?= 700
+DEMO_STEPS ?= 600
 
 .PHONY: install demo test lint bench clean
 
